@@ -1,0 +1,15 @@
+//! Database migrations, run on every start (`brightchat migrate` runs them alone).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_members_and_dms;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_members_and_dms::Migration)]
+    }
+}

@@ -1,0 +1,231 @@
+//! Configuration from the environment (CONTRACT.md "Operations").
+//!
+//! Every setting has a default that works on a laptop. A bad value stops the start with
+//! one line naming the variable: [`ConfigError`] displays as `BRIGHTCHAT_X: what is wrong`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+/// Who may register new members (`BRIGHTCHAT_REGISTRATION`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone may `POST /api/members` (the default).
+    Open,
+    /// Registration answers 403.
+    Closed,
+}
+
+/// How log lines are written (`BRIGHTCHAT_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The server's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `BRIGHTCHAT_BIND`, default `127.0.0.1:8080`.
+    pub bind: SocketAddr,
+    /// `BRIGHTCHAT_DATA_DIR`, default `./data`: SQLite file, server key, embedded index.
+    pub data_dir: PathBuf,
+    /// `BRIGHTCHAT_DATABASE_URL`; unset: SQLite file `brightchat.db` in the data dir.
+    pub database_url: Option<String>,
+    /// `BRIGHTCHAT_PLUGINS_DIR`, default `./plugins`.
+    pub plugins_dir: PathBuf,
+    /// `BRIGHTCHAT_MEILI_URL`; unset: embedded search.
+    pub meili_url: Option<String>,
+    /// `BRIGHTCHAT_MEILI_KEY`.
+    pub meili_key: Option<String>,
+    /// `BRIGHTCHAT_REDIS_URL`; unset: in-process event fan-out.
+    pub redis_url: Option<String>,
+    /// `BRIGHTCHAT_SERVER_KEY`: the server's secp256k1 secret in hex; unset: key file.
+    pub server_key_hex: Option<String>,
+    /// `BRIGHTCHAT_REGISTRATION` (`open` | `closed`), default `open`.
+    pub registration: Registration,
+    /// `BRIGHTCHAT_TOKEN_TTL_SECS`, default 30 days: how long a bearer token lives.
+    pub token_ttl: Duration,
+    /// `BRIGHTCHAT_LOG_FORMAT` (`text` | `json`), default `text`.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Defaults, with the data dir given (tests use a temporary one).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.into(),
+            database_url: None,
+            plugins_dir: PathBuf::from("./plugins"),
+            meili_url: None,
+            meili_key: None,
+            redis_url: None,
+            server_key_hex: None,
+            registration: Registration::Open,
+            token_ttl: Duration::from_secs(30 * 24 * 3600),
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut config =
+            Self::with_data_dir(get("BRIGHTCHAT_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        if let Some(bind) = get("BRIGHTCHAT_BIND") {
+            config.bind = bind.trim().parse().map_err(|_| ConfigError {
+                variable: "BRIGHTCHAT_BIND",
+                problem: format!("`{bind}` is not an address and port such as 127.0.0.1:8080"),
+            })?;
+        }
+        if let Some(url) = get("BRIGHTCHAT_DATABASE_URL") {
+            let url = url.trim().to_owned();
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return Err(ConfigError {
+                    variable: "BRIGHTCHAT_DATABASE_URL",
+                    problem: "must start with sqlite:, postgres:// or postgresql://".into(),
+                });
+            }
+            config.database_url = Some(url);
+        }
+        if let Some(dir) = get("BRIGHTCHAT_PLUGINS_DIR") {
+            config.plugins_dir = dir.into();
+        }
+        if let Some(url) = get("BRIGHTCHAT_MEILI_URL") {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError {
+                    variable: "BRIGHTCHAT_MEILI_URL",
+                    problem: "must be an http:// or https:// URL".into(),
+                });
+            }
+            config.meili_url = Some(url);
+        }
+        config.meili_key = get("BRIGHTCHAT_MEILI_KEY");
+        if let Some(url) = get("BRIGHTCHAT_REDIS_URL") {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError {
+                    variable: "BRIGHTCHAT_REDIS_URL",
+                    problem: "must be a redis:// or rediss:// URL".into(),
+                });
+            }
+            config.redis_url = Some(url);
+        }
+        if let Some(key) = get("BRIGHTCHAT_SERVER_KEY") {
+            crate::crypto::ServerKey::from_hex(key.trim()).map_err(|_| ConfigError {
+                variable: "BRIGHTCHAT_SERVER_KEY",
+                problem: "must be a secp256k1 secret key as 64 hex digits".into(),
+            })?;
+            config.server_key_hex = Some(key.trim().to_owned());
+        }
+        if let Some(value) = get("BRIGHTCHAT_REGISTRATION") {
+            config.registration = match value.trim() {
+                "open" => Registration::Open,
+                "closed" => Registration::Closed,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "BRIGHTCHAT_REGISTRATION",
+                        problem: format!("`{value}` is neither `open` nor `closed`"),
+                    });
+                }
+            };
+        }
+        if let Some(value) = get("BRIGHTCHAT_TOKEN_TTL_SECS") {
+            let secs: u64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| (60..=31_536_000).contains(s))
+                .ok_or(ConfigError {
+                    variable: "BRIGHTCHAT_TOKEN_TTL_SECS",
+                    problem: "must be a whole number of seconds from 60 to 31536000".into(),
+                })?;
+            config.token_ttl = Duration::from_secs(secs);
+        }
+        if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
+            config.log_format = match value.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "BRIGHTCHAT_LOG_FORMAT",
+                        problem: format!("`{value}` is neither `text` nor `json`"),
+                    });
+                }
+            };
+        }
+        Ok(config)
+    }
+
+    /// The database URL in force: the configured one, or SQLite in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("brightchat.db").display()
+            ),
+        }
+    }
+
+    /// Whether the database in force is SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.effective_database_url().starts_with("sqlite:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_serve_on_loopback_with_sqlite() {
+        let config = from(&[]).expect("defaults are valid");
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert!(config.is_sqlite());
+        assert_eq!(config.registration, Registration::Open);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("BRIGHTCHAT_BIND", "nowhere"),
+            ("BRIGHTCHAT_DATABASE_URL", "mysql://x"),
+            ("BRIGHTCHAT_SERVER_KEY", "abc"),
+            ("BRIGHTCHAT_REGISTRATION", "maybe"),
+            ("BRIGHTCHAT_TOKEN_TTL_SECS", "-5"),
+            ("BRIGHTCHAT_REDIS_URL", "http://x"),
+            ("BRIGHTCHAT_MEILI_URL", "ftp://x"),
+            ("BRIGHTCHAT_LOG_FORMAT", "xml"),
+        ] {
+            let err = from(&[(var, value)]).expect_err(var);
+            assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+}

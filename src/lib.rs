@@ -1,0 +1,103 @@
+//! BrightChat: a self-hostable, encrypted chat server.
+//!
+//! [`build`] makes the whole application from a [`Config`]; the binary and the tests use
+//! the same builder.
+
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod rest;
+pub mod service;
+pub mod state;
+pub mod time;
+
+use std::time::Duration;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// The built application.
+pub struct App {
+    /// The HTTP router, ready for `axum::serve`.
+    pub router: axum::Router,
+    /// The shared state behind it.
+    pub state: AppState,
+}
+
+/// Opens storage (creating the data dir, server key and SQLite file on first start), runs
+/// migrations, checks the server key against the database, and builds the router.
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|err| {
+        anyhow::anyhow!(
+            "BRIGHTCHAT_DATA_DIR: cannot create {}: {err}",
+            config.data_dir.display()
+        )
+    })?;
+    let server_key = match &config.server_key_hex {
+        Some(hex_key) => crypto::ServerKey::from_hex(hex_key).map_err(|_| {
+            anyhow::anyhow!("BRIGHTCHAT_SERVER_KEY: not a valid secp256k1 secret key")
+        })?,
+        None => crypto::ServerKey::load_or_create(&config.data_dir)?,
+    };
+    let db = db::connect(&config).await.map_err(|err| {
+        anyhow::anyhow!("BRIGHTCHAT_DATABASE_URL: cannot open the database: {err}")
+    })?;
+    db::migrate(&db).await?;
+    db::check_server_key(&db, &server_key).await?;
+    let state = AppState::new(config, db, server_key);
+    let router = rest::router(state.clone());
+    Ok(App { router, state })
+}
+
+/// Builds the application and serves it on the configured address until Ctrl-C/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let bind = config.bind;
+    let app = build(config).await?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|err| anyhow::anyhow!("BRIGHTCHAT_BIND: cannot listen on {bind}: {err}"))?;
+    tracing::info!(address = %bind, "BrightChat is serving");
+    spawn_janitor(app.state.clone());
+    axum::serve(listener, app.router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("BrightChat stopped");
+    Ok(())
+}
+
+/// Prunes expired challenges and tokens every minute.
+fn spawn_janitor(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(err) = service::auth::prune_expired(&state).await {
+                tracing::warn!(error = %err, "pruning expired sign-in data failed");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

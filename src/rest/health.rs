@@ -1,0 +1,37 @@
+//! Liveness and readiness probes.
+
+use axum::extract::State;
+use serde::Serialize;
+
+use super::envelope::{Envelope, Reply};
+use crate::error::{ErrorEnvelope, ServiceError};
+use crate::state::AppState;
+
+/// A probe's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` when the check passed.
+    pub status: &'static str,
+}
+
+/// 200 whenever the server is serving.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Serving", body = Envelope<Health>)))]
+pub async fn healthz() -> Reply<Health> {
+    Reply::ok(Health { status: "ok" }, "Serving")
+}
+
+/// 200 only when the database (and other configured services) answer.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Envelope<Health>),
+        (status = 503, description = "A dependency does not answer", body = ErrorEnvelope),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Reply<Health>, ServiceError> {
+    if !state.db.ping().await {
+        return Err(ServiceError::Unavailable(
+            "The database does not answer".into(),
+        ));
+    }
+    Ok(Reply::ok(Health { status: "ok" }, "Ready"))
+}

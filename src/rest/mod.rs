@@ -1,0 +1,143 @@
+//! The REST API: thin axum handlers, one module a resource. Each handler parses input,
+//! calls one service function and wraps the result in the envelope.
+
+pub mod auth;
+pub mod conversations;
+pub mod envelope;
+pub mod extract;
+pub mod health;
+pub mod members;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ServiceError;
+use crate::state::AppState;
+
+/// Largest request body accepted (CONTRACT.md: over 64 KiB is 413).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "BrightChat", description = "Encrypted direct messages, groups and channels."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Challenge and signed sign-in"),
+        (name = "members", description = "Members, blocking and presence"),
+        (name = "conversations", description = "Direct messages"),
+        (name = "operations", description = "Probes and the API document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes, split into those open to anyone and those needing a bearer token.
+fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let public = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(members::register))
+        .routes(routes!(auth::challenge))
+        .routes(routes!(auth::login));
+    let protected = OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(members::me))
+        .routes(routes!(members::get))
+        .routes(routes!(members::block, members::unblock))
+        .routes(routes!(members::set_presence))
+        .routes(routes!(conversations::send, conversations::list))
+        .routes(routes!(conversations::messages))
+        .routes(routes!(conversations::delete_message));
+    (public, protected)
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (public, protected) = routes();
+    let (_, mut doc) = public.merge(protected).split_for_parts();
+    doc.paths.paths.insert(
+        "/openapi.json".to_owned(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .tag("operations")
+                .summary(Some("This OpenAPI document"))
+                .response(
+                    "200",
+                    utoipa::openapi::Response::new("The OpenAPI document"),
+                ),
+        ),
+    );
+    doc
+}
+
+/// The whole HTTP application for `state`.
+pub fn router(state: AppState) -> Router {
+    let (public, protected) = routes();
+    let protected = protected.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_auth,
+    ));
+    let (api, _) = public.merge(protected).split_for_parts();
+    let document: Arc<String> = Arc::new(openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
+
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    (*document).clone(),
+                )
+            }
+        }),
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .layer(CatchPanicLayer::custom(|_| internal_error()))
+    .layer(TraceLayer::new_for_http())
+    .layer(PropagateRequestIdLayer::x_request_id())
+    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(30),
+    ))
+    .with_state(state)
+}
+
+async fn not_found() -> ServiceError {
+    ServiceError::not_found("No such route")
+}
+
+async fn method_not_allowed() -> ServiceError {
+    ServiceError::MethodNotAllowed("Method not allowed on this route".into())
+}
+
+fn internal_error() -> Response {
+    ServiceError::internal("a handler panicked").into_response()
+}

@@ -1,0 +1,411 @@
+//! Direct messages (reference "Direct Messages", CONTRACT.md "Encryption").
+//!
+//! Each message is ECIES-encrypted three times: for the recipient, the sender and the
+//! server key. A reader is always shown the copy made for it; list previews come from
+//! the server's copy and are never stored in plaintext.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use entity::{conversation, dm_message, member};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::pagination::{CursorKey, Direction, Page, PageParams};
+use super::{Actor, ids, members, validate};
+use crate::crypto;
+use crate::error::{ServiceError, ServiceResult};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339};
+
+/// Characters of the newest message shown in a conversation list.
+pub const PREVIEW_CHARS: usize = 100;
+/// The one answer for an unknown recipient and for a recipient who blocked the sender.
+const NOT_REACHABLE: &str = "Recipient not found";
+
+/// `POST /api/conversations` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendDirectMessage {
+    pub recipient_id: Uuid,
+    /// 1..=10,000 characters, not blank.
+    pub content: String,
+}
+
+/// A direct message, with the copy encrypted for the member reading it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectMessageView {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub sender_id: Uuid,
+    pub recipient_id: Uuid,
+    /// Base64 ECIES ciphertext for the reader's own public key.
+    pub encrypted_content: String,
+    #[schema(example = "2026-03-13T10:00:00.000Z")]
+    pub created_at: String,
+}
+
+impl DirectMessageView {
+    fn for_reader(model: &dm_message::Model, reader: Uuid) -> Self {
+        let copy = if reader == model.sender_id {
+            &model.ciphertext_sender
+        } else {
+            &model.ciphertext_recipient
+        };
+        Self {
+            id: model.id,
+            conversation_id: model.conversation_id,
+            sender_id: model.sender_id,
+            recipient_id: model.recipient_id,
+            encrypted_content: STANDARD.encode(copy),
+            created_at: rfc3339(model.created_at),
+        }
+    }
+}
+
+/// A conversation in the caller's list.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub id: Uuid,
+    pub participants: Vec<Uuid>,
+    /// Time of the newest message (of the conversation's start when none is left).
+    pub last_message_at: String,
+    /// The first 100 characters of the newest message; `null` when there is none.
+    pub last_message_preview: Option<String>,
+}
+
+/// `{"deleted": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub deleted: bool,
+}
+
+/// Sends a direct message, starting the conversation if there is none yet.
+pub async fn send(
+    state: &AppState,
+    actor: &Actor,
+    input: SendDirectMessage,
+) -> ServiceResult<DirectMessageView> {
+    validate::message_content(&input.content)?;
+    if input.recipient_id == actor.member_id {
+        return Err(ServiceError::validation(
+            "You cannot send a direct message to yourself",
+        ));
+    }
+    let db = &state.db;
+    let sender = members::find(&db.read, actor.member_id)
+        .await?
+        .ok_or_else(|| ServiceError::unauthorized("Authentication required"))?;
+    let recipient = members::find(&db.read, input.recipient_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(NOT_REACHABLE))?;
+    if members::has_blocked(&db.read, recipient.id, sender.id).await? {
+        return Err(ServiceError::not_found(NOT_REACHABLE));
+    }
+
+    let copies = encrypt_copies(state, &sender, &recipient, input.content).await?;
+    let conversation_id = ensure_conversation(state, sender.id, recipient.id).await?;
+
+    let txn = db.write.begin().await?;
+    let conversation = lock_conversation(&txn, conversation_id).await?;
+    let id = ids::next_message_id(conversation.last_issued_id);
+    let created_at = now_ms().max(conversation.last_message_at);
+    let model = dm_message::Model {
+        id,
+        conversation_id,
+        sender_id: sender.id,
+        recipient_id: recipient.id,
+        created_at,
+        ciphertext_sender: copies.sender,
+        ciphertext_recipient: copies.recipient,
+        ciphertext_server: copies.server,
+    };
+    dm_message::Entity::insert(dm_message::ActiveModel {
+        id: Set(model.id),
+        conversation_id: Set(model.conversation_id),
+        sender_id: Set(model.sender_id),
+        recipient_id: Set(model.recipient_id),
+        created_at: Set(model.created_at),
+        ciphertext_sender: Set(model.ciphertext_sender.clone()),
+        ciphertext_recipient: Set(model.ciphertext_recipient.clone()),
+        ciphertext_server: Set(model.ciphertext_server.clone()),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    conversation::Entity::update_many()
+        .col_expr(conversation::Column::LastMessageAt, created_at.into())
+        .col_expr(conversation::Column::LastMessageId, Some(id).into())
+        .col_expr(conversation::Column::LastIssuedId, Some(id).into())
+        .filter(conversation::Column::Id.eq(conversation_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(DirectMessageView::for_reader(&model, actor.member_id))
+}
+
+struct Copies {
+    sender: Vec<u8>,
+    recipient: Vec<u8>,
+    server: Vec<u8>,
+}
+
+/// ECIES for the three readers, off the async executor.
+async fn encrypt_copies(
+    state: &AppState,
+    sender: &member::Model,
+    recipient: &member::Model,
+    content: String,
+) -> ServiceResult<Copies> {
+    let keys = (
+        sender.public_key.clone(),
+        recipient.public_key.clone(),
+        state.server_key.public_key().to_vec(),
+    );
+    tokio::task::spawn_blocking(move || -> Result<Copies, crypto::CryptoError> {
+        let plaintext = content.as_bytes();
+        Ok(Copies {
+            sender: crypto::ecies_encrypt(&keys.0, plaintext)?,
+            recipient: crypto::ecies_encrypt(&keys.1, plaintext)?,
+            server: crypto::ecies_encrypt(&keys.2, plaintext)?,
+        })
+    })
+    .await
+    .map_err(ServiceError::internal)?
+    .map_err(ServiceError::internal)
+}
+
+/// The conversation between two members, created on first use. Safe under races: the
+/// pair is unique in the database and the loser of a race reads the winner's row.
+async fn ensure_conversation(state: &AppState, a: Uuid, b: Uuid) -> ServiceResult<Uuid> {
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    let find = || {
+        conversation::Entity::find()
+            .filter(conversation::Column::MemberLow.eq(low))
+            .filter(conversation::Column::MemberHigh.eq(high))
+    };
+    if let Some(existing) = find().one(&state.db.read).await? {
+        return Ok(existing.id);
+    }
+    let now = now_ms();
+    conversation::Entity::insert(conversation::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        member_low: Set(low),
+        member_high: Set(high),
+        created_at: Set(now),
+        last_message_at: Set(now),
+        last_message_id: Set(None),
+        last_issued_id: Set(None),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(&state.db.write)
+    .await?;
+    find()
+        .one(&state.db.write)
+        .await?
+        .map(|row| row.id)
+        .ok_or_else(|| ServiceError::internal("conversation vanished after insert"))
+}
+
+/// Reads a conversation inside a transaction, holding its row lock on PostgreSQL (SQLite
+/// has a single writer, so the transaction alone serialises).
+async fn lock_conversation(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+) -> ServiceResult<conversation::Model> {
+    let mut query = conversation::Entity::find_by_id(id);
+    if txn.get_database_backend() == DbBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    query
+        .one(txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Conversation not found"))
+}
+
+/// A conversation the actor takes part in: 404 when it does not exist, 403 when the
+/// actor is not a participant.
+async fn participant_conversation(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    id: Uuid,
+) -> ServiceResult<conversation::Model> {
+    let conversation = conversation::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Conversation not found"))?;
+    if conversation.member_low != actor.member_id && conversation.member_high != actor.member_id {
+        return Err(ServiceError::forbidden(
+            "Not a participant in this conversation",
+        ));
+    }
+    Ok(conversation)
+}
+
+/// The actor's conversations, most recent activity first.
+pub async fn list(
+    state: &AppState,
+    actor: &Actor,
+    params: &PageParams,
+) -> ServiceResult<Page<ConversationView>> {
+    let scope = format!("conversations:{}", actor.member_id);
+    let request = state.cursors.request(&scope, params, false)?;
+    let me = actor.member_id;
+    let mut query = conversation::Entity::find().filter(
+        Condition::any()
+            .add(conversation::Column::MemberLow.eq(me))
+            .add(conversation::Column::MemberHigh.eq(me)),
+    );
+    if let Some(after) = request.after {
+        query = query.filter(
+            Condition::any()
+                .add(conversation::Column::LastMessageAt.lt(after.time))
+                .add(
+                    Condition::all()
+                        .add(conversation::Column::LastMessageAt.eq(after.time))
+                        .add(conversation::Column::Id.lt(after.id)),
+                ),
+        );
+    }
+    let rows = query
+        .order_by_desc(conversation::Column::LastMessageAt)
+        .order_by_desc(conversation::Column::Id)
+        .limit(request.limit + 1)
+        .all(&state.db.read)
+        .await?;
+    let page = state.cursors.page(&scope, &request, rows, |row| CursorKey {
+        time: row.last_message_at,
+        id: row.id,
+    });
+
+    // One query for every preview on the page.
+    let newest_ids: Vec<Uuid> = page
+        .items
+        .iter()
+        .filter_map(|c| c.last_message_id)
+        .collect();
+    let newest = if newest_ids.is_empty() {
+        Vec::new()
+    } else {
+        dm_message::Entity::find()
+            .filter(dm_message::Column::Id.is_in(newest_ids))
+            .all(&state.db.read)
+            .await?
+    };
+    let secret = *state.server_key.secret_bytes();
+    let previews = tokio::task::spawn_blocking(move || {
+        newest
+            .into_iter()
+            .filter_map(|message| {
+                let plaintext = crypto::ecies_decrypt(&secret, &message.ciphertext_server).ok()?;
+                let text = String::from_utf8_lossy(&plaintext);
+                Some((
+                    message.id,
+                    text.chars().take(PREVIEW_CHARS).collect::<String>(),
+                ))
+            })
+            .collect::<std::collections::HashMap<Uuid, String>>()
+    })
+    .await
+    .map_err(ServiceError::internal)?;
+
+    Ok(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(|c| ConversationView {
+                id: c.id,
+                participants: vec![c.member_low, c.member_high],
+                last_message_at: rfc3339(c.last_message_at),
+                last_message_preview: c.last_message_id.and_then(|id| previews.get(&id).cloned()),
+            })
+            .collect(),
+        cursor: page.cursor,
+        has_more: page.has_more,
+    })
+}
+
+/// A conversation's messages, oldest first (or from the newest page with `backward`).
+pub async fn messages(
+    state: &AppState,
+    actor: &Actor,
+    conversation_id: Uuid,
+    params: &PageParams,
+) -> ServiceResult<Page<DirectMessageView>> {
+    participant_conversation(&state.db.read, actor, conversation_id).await?;
+    let scope = format!("dm:{conversation_id}");
+    let request = state.cursors.request(&scope, params, true)?;
+    let mut query =
+        dm_message::Entity::find().filter(dm_message::Column::ConversationId.eq(conversation_id));
+    query = match (request.direction, request.after) {
+        (Direction::Forward, Some(after)) => query.filter(dm_message::Column::Id.gt(after.id)),
+        (Direction::Backward, Some(before)) => query.filter(dm_message::Column::Id.lt(before.id)),
+        (_, None) => query,
+    };
+    query = match request.direction {
+        Direction::Forward => query.order_by_asc(dm_message::Column::Id),
+        Direction::Backward => query.order_by_desc(dm_message::Column::Id),
+    };
+    let rows = query.limit(request.limit + 1).all(&state.db.read).await?;
+    let page = state.cursors.page(&scope, &request, rows, |row| CursorKey {
+        time: 0,
+        id: row.id,
+    });
+    Ok(Page {
+        items: page
+            .items
+            .iter()
+            .map(|m| DirectMessageView::for_reader(m, actor.member_id))
+            .collect(),
+        cursor: page.cursor,
+        has_more: page.has_more,
+    })
+}
+
+/// Deletes one of the actor's own messages; its ciphertexts are removed with it.
+pub async fn delete_message(
+    state: &AppState,
+    actor: &Actor,
+    conversation_id: Uuid,
+    message_id: Uuid,
+) -> ServiceResult<Deleted> {
+    participant_conversation(&state.db.read, actor, conversation_id).await?;
+    let txn = state.db.write.begin().await?;
+    let conversation = lock_conversation(&txn, conversation_id).await?;
+    let message = dm_message::Entity::find_by_id(message_id)
+        .filter(dm_message::Column::ConversationId.eq(conversation_id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Message not found"))?;
+    if message.sender_id != actor.member_id {
+        return Err(ServiceError::forbidden(
+            "Only the author can delete this message",
+        ));
+    }
+    dm_message::Entity::delete_by_id(message_id)
+        .exec(&txn)
+        .await?;
+    if conversation.last_message_id == Some(message_id) {
+        let newest = dm_message::Entity::find()
+            .filter(dm_message::Column::ConversationId.eq(conversation_id))
+            .order_by_desc(dm_message::Column::Id)
+            .one(&txn)
+            .await?;
+        let (newest_id, newest_at) = match &newest {
+            Some(m) => (Some(m.id), m.created_at),
+            None => (None, conversation.created_at),
+        };
+        conversation::Entity::update_many()
+            .col_expr(conversation::Column::LastMessageAt, newest_at.into())
+            .col_expr(conversation::Column::LastMessageId, newest_id.into())
+            .filter(conversation::Column::Id.eq(conversation_id))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(Deleted { deleted: true })
+}

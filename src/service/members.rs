@@ -1,0 +1,161 @@
+//! Members: registration, lookup and blocking (CONTRACT.md "Members and authentication").
+
+use entity::{block, member};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Actor, unique_violation_or, validate};
+use crate::config::Registration;
+use crate::crypto;
+use crate::error::{ServiceError, ServiceResult};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339};
+
+/// A member as every API shows it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub id: Uuid,
+    pub display_name: String,
+    /// Compressed secp256k1 public key, hex.
+    #[schema(example = "03e34b42d5c14ab6307efbe6d2208c3ef7a77ec69b17b26a15ea4b5dde6c8ef786")]
+    pub public_key: String,
+    #[schema(example = "2026-03-13T10:00:00.000Z")]
+    pub created_at: String,
+}
+
+impl From<member::Model> for MemberView {
+    fn from(model: member::Model) -> Self {
+        Self {
+            id: model.id,
+            display_name: model.display_name,
+            public_key: hex::encode(model.public_key),
+            created_at: rfc3339(model.created_at),
+        }
+    }
+}
+
+/// `POST /api/members` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterMember {
+    pub display_name: String,
+    /// secp256k1 public key in hex, 33-byte compressed or 65-byte uncompressed.
+    pub public_key: String,
+}
+
+/// Registers a new member.
+pub async fn register(state: &AppState, input: RegisterMember) -> ServiceResult<MemberView> {
+    if state.config.registration == Registration::Closed {
+        return Err(ServiceError::forbidden(
+            "Registration is closed on this server",
+        ));
+    }
+    let display_name = validate::display_name(&input.display_name)?;
+    let key_bytes = hex::decode(input.public_key.trim())
+        .map_err(|_| ServiceError::validation("publicKey must be hex"))?;
+    let public_key = crypto::compress_public_key(&key_bytes)
+        .map_err(|_| ServiceError::validation("publicKey is not a valid secp256k1 public key"))?;
+    let model = member::Model {
+        id: Uuid::new_v4(),
+        display_name,
+        public_key: public_key.to_vec(),
+        created_at: now_ms(),
+    };
+    let active = member::ActiveModel {
+        id: Set(model.id),
+        display_name: Set(model.display_name.clone()),
+        public_key: Set(model.public_key.clone()),
+        created_at: Set(model.created_at),
+    };
+    member::Entity::insert(active)
+        .exec_without_returning(&state.db.write)
+        .await
+        .map_err(|err| {
+            unique_violation_or(
+                err,
+                ServiceError::already_exists("A member with this public key already exists"),
+            )
+        })?;
+    Ok(model.into())
+}
+
+/// Loads a member, if it exists.
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> ServiceResult<Option<member::Model>> {
+    Ok(member::Entity::find_by_id(id).one(db).await?)
+}
+
+/// The signed-in member.
+pub async fn me(state: &AppState, actor: &Actor) -> ServiceResult<MemberView> {
+    find(&state.db.read, actor.member_id)
+        .await?
+        .map(MemberView::from)
+        .ok_or_else(|| ServiceError::unauthorized("Authentication required"))
+}
+
+/// Any member by id.
+pub async fn get(state: &AppState, _actor: &Actor, id: Uuid) -> ServiceResult<MemberView> {
+    find(&state.db.read, id)
+        .await?
+        .map(MemberView::from)
+        .ok_or_else(|| ServiceError::not_found("Member not found"))
+}
+
+/// `{"blocked": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Blocked {
+    pub blocked: bool,
+}
+
+/// `{"unblocked": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Unblocked {
+    pub unblocked: bool,
+}
+
+/// Blocks `target` for the actor: it can no longer send the actor direct messages.
+/// Blocking twice is harmless.
+pub async fn block(state: &AppState, actor: &Actor, target: Uuid) -> ServiceResult<Blocked> {
+    if target == actor.member_id {
+        return Err(ServiceError::validation("You cannot block yourself"));
+    }
+    if find(&state.db.read, target).await?.is_none() {
+        return Err(ServiceError::not_found("Member not found"));
+    }
+    let row = block::ActiveModel {
+        blocker_id: Set(actor.member_id),
+        blocked_id: Set(target),
+        created_at: Set(now_ms()),
+    };
+    block::Entity::insert(row)
+        .on_conflict_do_nothing()
+        .exec_without_returning(&state.db.write)
+        .await?;
+    Ok(Blocked { blocked: true })
+}
+
+/// Lifts a block. Unblocking someone not blocked is harmless.
+pub async fn unblock(state: &AppState, actor: &Actor, target: Uuid) -> ServiceResult<Unblocked> {
+    if find(&state.db.read, target).await?.is_none() {
+        return Err(ServiceError::not_found("Member not found"));
+    }
+    block::Entity::delete_many()
+        .filter(block::Column::BlockerId.eq(actor.member_id))
+        .filter(block::Column::BlockedId.eq(target))
+        .exec(&state.db.write)
+        .await?;
+    Ok(Unblocked { unblocked: true })
+}
+
+/// Whether `blocker` has blocked `blocked`.
+pub async fn has_blocked(
+    db: &impl ConnectionTrait,
+    blocker: Uuid,
+    blocked: Uuid,
+) -> ServiceResult<bool> {
+    Ok(block::Entity::find_by_id((blocker, blocked))
+        .one(db)
+        .await?
+        .is_some())
+}

@@ -1,0 +1,35 @@
+//! The one place with rules. REST handlers and GraphQL resolvers call these functions and
+//! only translate input and output, so the two APIs cannot drift.
+//!
+//! Every function takes the [`AppState`](crate::state::AppState), the [`Actor`] where the
+//! action needs a signed-in member, and its input; it returns a
+//! [`ServiceResult`](crate::error::ServiceResult).
+
+pub mod auth;
+pub mod conversations;
+pub mod ids;
+pub mod members;
+pub mod pagination;
+pub mod presence;
+pub mod validate;
+
+use uuid::Uuid;
+
+/// The signed-in member making a request, resolved once from its bearer token.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub member_id: Uuid,
+    /// SHA-256 of the bearer token in use (sign-out revokes exactly this token).
+    pub token_hash: [u8; 32],
+}
+
+/// Maps a unique-constraint violation to `conflict`, anything else to an internal error.
+pub(crate) fn unique_violation_or(
+    err: sea_orm::DbErr,
+    conflict: crate::error::ServiceError,
+) -> crate::error::ServiceError {
+    match err.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => conflict,
+        _ => err.into(),
+    }
+}

@@ -1,0 +1,69 @@
+//! Input rules shared by every route that takes them (CONTRACT.md "Roles and moderation").
+
+use crate::error::{ServiceError, ServiceResult};
+
+/// Longest message, in Unicode scalar values.
+pub const MAX_CONTENT_CHARS: usize = 10_000;
+/// Longest display name, in Unicode scalar values.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+/// Message content: 1..=10,000 Unicode scalar values, not blank.
+pub fn message_content(content: &str) -> ServiceResult<()> {
+    if content.trim().is_empty() {
+        return Err(ServiceError::validation(
+            "content must not be empty or blank",
+        ));
+    }
+    if content.chars().count() > MAX_CONTENT_CHARS {
+        return Err(ServiceError::validation(
+            "content must be at most 10000 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Display names: 1..=64 characters after trimming, no control characters. Returns the
+/// trimmed name.
+pub fn display_name(name: &str) -> ServiceResult<String> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(ServiceError::validation("displayName must not be empty"));
+    }
+    if trimmed.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(ServiceError::validation(
+            "displayName must be at most 64 characters",
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ServiceError::validation(
+            "displayName must not contain control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn content_bounds() {
+        assert!(message_content("hi").is_ok());
+        assert!(message_content("   \n\t").is_err());
+        assert!(message_content("").is_err());
+        assert!(message_content(&"é".repeat(10_000)).is_ok());
+        assert!(message_content(&"é".repeat(10_001)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn display_name_never_panics_and_trims(s in "\\PC{0,100}") {
+            if let Ok(name) = display_name(&s) {
+                prop_assert_eq!(name.trim(), name.as_str());
+                prop_assert!(!name.is_empty());
+                prop_assert!(name.chars().count() <= 64);
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Shared application state handed to every handler and service function.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::crypto::ServerKey;
+use crate::db::Db;
+use crate::service::auth::TokenCache;
+use crate::service::pagination::CursorCodec;
+use crate::service::presence::Presence;
+
+/// Cheap to clone: everything lives behind one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What the state holds.
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub server_key: ServerKey,
+    pub cursors: CursorCodec,
+    pub tokens: TokenCache,
+    pub presence: Presence,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: Db, server_key: ServerKey) -> Self {
+        let cursors = CursorCodec::new(server_key.derive("brightchat cursor v1"));
+        Self(Arc::new(Inner {
+            config,
+            db,
+            server_key,
+            cursors,
+            tokens: TokenCache::new(),
+            presence: Presence::default(),
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -201,7 +201,10 @@ async fn ensure_conversation(state: &AppState, a: Uuid, b: Uuid) -> ServiceResul
         last_message_id: Set(None),
         last_issued_id: Set(None),
     })
-    .on_conflict_do_nothing()
+    .on_conflict_do_nothing_on([
+        conversation::Column::MemberLow,
+        conversation::Column::MemberHigh,
+    ])
     .exec_without_returning(&state.db.write)
     .await?;
     find()

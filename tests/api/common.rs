@@ -1,0 +1,334 @@
+//! The test harness: a server on a free port, a fresh database, and members who can
+//! sign in and decrypt what they are shown.
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use brightchat::Config;
+use k256::ecdsa::SigningKey;
+use k256::ecdsa::signature::Signer;
+use reqwest::{Method, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A running server with its own database.
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: brightchat::AppState,
+    pub data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A registered, signed-in member with its private key.
+#[derive(Clone)]
+pub struct TestMember {
+    pub id: Uuid,
+    pub secret: [u8; 32],
+    pub public_hex: String,
+    pub token: String,
+}
+
+/// An HTTP answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    /// `data` of a success envelope, after checking the status and envelope.
+    #[track_caller]
+    pub fn data(&self, expected: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            expected,
+            "unexpected status, body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["status"], "success",
+            "not a success envelope: {}",
+            self.body
+        );
+        assert!(
+            self.body["message"].is_string(),
+            "envelope without message: {}",
+            self.body
+        );
+        &self.body["data"]
+    }
+
+    /// Checks an error envelope with this status and code.
+    #[track_caller]
+    pub fn error(&self, expected: u16, code: &str) {
+        assert_eq!(
+            self.status.as_u16(),
+            expected,
+            "unexpected status, body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["status"], "error",
+            "not an error envelope: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["error"]["code"], code,
+            "wrong code: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "error without message: {}",
+            self.body
+        );
+    }
+}
+
+/// A fresh secp256k1 key pair: (secret, compressed public key hex).
+pub fn new_keypair() -> ([u8; 32], String) {
+    loop {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).expect("random");
+        if let Ok(key) = SigningKey::from_slice(&secret) {
+            let public = key.verifying_key().to_sec1_point(true);
+            return (secret, hex::encode(public.as_bytes()));
+        }
+    }
+}
+
+/// Signs `challenge` bytes (ECDSA over SHA-256), DER-encoded, hex.
+pub fn sign_der(secret: &[u8; 32], challenge: &[u8]) -> String {
+    let key = SigningKey::from_slice(secret).expect("key");
+    let signature: k256::ecdsa::Signature = key.sign(challenge);
+    hex::encode(signature.to_der().as_bytes())
+}
+
+/// Signs `challenge` bytes, compact `r || s`, hex.
+pub fn sign_compact(secret: &[u8; 32], challenge: &[u8]) -> String {
+    let key = SigningKey::from_slice(secret).expect("key");
+    let signature: k256::ecdsa::Signature = key.sign(challenge);
+    hex::encode(signature.to_bytes())
+}
+
+/// Decrypts an `encryptedContent` (base64 ECIES) with a member's secret key.
+pub fn decrypt_dm(secret: &[u8; 32], encrypted_content: &Value) -> String {
+    let bytes = STANDARD
+        .decode(
+            encrypted_content
+                .as_str()
+                .expect("encryptedContent is a string"),
+        )
+        .expect("encryptedContent is base64");
+    let plain = ecies::decrypt(secret, &bytes).expect("the reader can decrypt its copy");
+    String::from_utf8(plain).expect("utf-8")
+}
+
+/// Server logs in test output (errors only unless `BRIGHTCHAT_LOG` says otherwise), so a
+/// failing test shows what the server logged.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRIGHTCHAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// The PostgreSQL server to test against, if any.
+pub fn test_database_url() -> Option<String> {
+    std::env::var("BRIGHTCHAT_TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// Creates an empty PostgreSQL database for one test and returns its URL.
+async fn fresh_postgres(admin_url: &str) -> String {
+    let name = format!("bct_{}", Uuid::new_v4().simple());
+    let admin = Database::connect(admin_url)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create a test database");
+    admin.close().await.ok();
+    replace_database(admin_url, &name)
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+impl TestServer {
+    /// A server with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server with settings changed by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        init_logging();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let mut config = Config::with_data_dir(&data_dir);
+        if let Some(admin_url) = test_database_url() {
+            config.database_url = Some(fresh_postgres(&admin_url).await);
+        }
+        adjust(&mut config);
+        let app = brightchat::build(config).await.expect("the app builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            axum::serve(listener, app.router).await.ok();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            state: app.state,
+            data_dir,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        Answer { status, body }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    /// Sends a raw body with the given content type.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        Answer { status, body }
+    }
+
+    /// Registers a member without signing in.
+    pub async fn register_only(&self, name: &str) -> (Uuid, [u8; 32], String) {
+        let (secret, public_hex) = new_keypair();
+        let answer = self
+            .post(
+                "/api/members",
+                None,
+                json!({"displayName": name, "publicKey": public_hex}),
+            )
+            .await;
+        let id = answer.data(201)["id"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("uuid");
+        (id, secret, public_hex)
+    }
+
+    /// Signs in with the challenge flow and returns the token.
+    pub async fn sign_in(&self, id: Uuid, secret: &[u8; 32]) -> String {
+        let challenge = self
+            .post("/api/auth/challenge", None, json!({"memberId": id}))
+            .await;
+        let challenge = challenge.data(200)["challenge"]
+            .as_str()
+            .expect("challenge")
+            .to_owned();
+        let signature = sign_der(secret, &hex::decode(&challenge).expect("hex"));
+        let login = self
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"memberId": id, "challenge": challenge, "signature": signature}),
+            )
+            .await;
+        login.data(200)["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers and signs in a member.
+    pub async fn member(&self, name: &str) -> TestMember {
+        let (id, secret, public_hex) = self.register_only(name).await;
+        let token = self.sign_in(id, &secret).await;
+        TestMember {
+            id,
+            secret,
+            public_hex,
+            token,
+        }
+    }
+
+    /// Sends a direct message and returns the message as the sender sees it.
+    pub async fn dm(&self, from: &TestMember, to: &TestMember, content: &str) -> Value {
+        self.post(
+            "/api/conversations",
+            Some(&from.token),
+            json!({"recipientId": to.id, "content": content}),
+        )
+        .await
+        .data(201)
+        .clone()
+    }
+}

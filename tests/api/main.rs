@@ -1,0 +1,15 @@
+//! Black-box tests over real HTTP against the real router, one binary for all of them.
+//!
+//! Each test gets a fresh database: SQLite in a temporary directory by default, or a new
+//! PostgreSQL database when `BRIGHTCHAT_TEST_DATABASE_URL` is set.
+
+mod common;
+
+mod auth;
+mod binary;
+mod conversations;
+mod crypto_vectors;
+mod members;
+mod pagination;
+mod startup;
+mod wire;

@@ -1,0 +1,151 @@
+//! Wire conventions: envelopes for axum's own rejections, unknown routes, body limits,
+//! probes and the OpenAPI document.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::TestServer;
+
+#[tokio::test]
+async fn unknown_routes_and_methods_use_the_envelope() {
+    let server = TestServer::start().await;
+    let ada = server.member("Ada").await;
+    server
+        .get("/api/nothing-here", Some(&ada.token))
+        .await
+        .error(404, "NOT_FOUND");
+    server.get("/nothing", None).await.error(404, "NOT_FOUND");
+    let answer = server
+        .call(Method::PATCH, "/api/conversations", Some(&ada.token), None)
+        .await;
+    answer.error(405, "METHOD_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_and_large_ones_413() {
+    let server = TestServer::start().await;
+    let ada = server.member("Ada").await;
+    let bob = server.member("Bob").await;
+    let token = Some(ada.token.as_str());
+
+    server
+        .raw(
+            Method::POST,
+            "/api/conversations",
+            token,
+            "application/json",
+            b"{\"recipientId\": ".to_vec(),
+        )
+        .await
+        .error(400, "VALIDATION_ERROR");
+    server
+        .raw(
+            Method::POST,
+            "/api/conversations",
+            token,
+            "text/plain",
+            b"{}".to_vec(),
+        )
+        .await
+        .error(400, "VALIDATION_ERROR");
+    server
+        .raw(
+            Method::POST,
+            "/api/members",
+            None,
+            "application/json",
+            b"not json".to_vec(),
+        )
+        .await
+        .error(400, "VALIDATION_ERROR");
+
+    let huge = json!({"recipientId": bob.id, "content": "a".repeat(70 * 1024)});
+    server
+        .raw(
+            Method::POST,
+            "/api/conversations",
+            token,
+            "application/json",
+            serde_json::to_vec(&huge).expect("json"),
+        )
+        .await
+        .error(413, "PAYLOAD_TOO_LARGE");
+    // The server keeps serving.
+    server.dm(&ada, &bob, "still here").await;
+}
+
+#[tokio::test]
+async fn probes_answer() {
+    let server = TestServer::start().await;
+    assert_eq!(server.get("/healthz", None).await.data(200)["status"], "ok");
+    assert_eq!(server.get("/readyz", None).await.data(200)["status"], "ok");
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route_with_schemas() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
+    let expected = [
+        ("post", "/api/members", true),
+        ("get", "/api/members/me", false),
+        ("get", "/api/members/{id}", false),
+        ("post", "/api/members/{id}/block", false),
+        ("delete", "/api/members/{id}/block", false),
+        ("post", "/api/auth/challenge", true),
+        ("post", "/api/auth/login", true),
+        ("delete", "/api/auth/token", false),
+        ("put", "/api/presence", true),
+        ("post", "/api/conversations", true),
+        ("get", "/api/conversations", false),
+        ("get", "/api/conversations/{conversationId}/messages", false),
+        (
+            "delete",
+            "/api/conversations/{conversationId}/messages/{messageId}",
+            false,
+        ),
+        ("get", "/healthz", false),
+        ("get", "/readyz", false),
+        ("get", "/openapi.json", false),
+    ];
+    for (method, path, has_body) in expected {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        if has_body {
+            assert!(
+                operation["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                "{method} {path} has no request schema"
+            );
+        }
+        if path.starts_with("/api") {
+            let responses = operation["responses"].as_object().expect("responses");
+            let success = responses
+                .iter()
+                .find(|(code, _)| code.starts_with('2'))
+                .unwrap_or_else(|| panic!("{method} {path} has no success response"));
+            assert!(
+                success.1["content"]["application/json"]["schema"].is_object(),
+                "{method} {path} has no response schema"
+            );
+        }
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| item.as_object().map_or(0, |ops| ops.len()))
+        .sum();
+    assert_eq!(
+        documented,
+        expected.len(),
+        "an undocumented or unexpected operation"
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::crypto::ServerKey;
 use crate::db::Db;
 use crate::service::auth::TokenCache;
+use crate::service::keys::EpochKeyCache;
 use crate::service::pagination::CursorCodec;
 use crate::service::presence::Presence;
 
@@ -21,6 +22,7 @@ pub struct Inner {
     pub server_key: ServerKey,
     pub cursors: CursorCodec,
     pub tokens: TokenCache,
+    pub epoch_keys: EpochKeyCache,
     pub presence: Presence,
 }
 
@@ -33,6 +35,7 @@ impl AppState {
             server_key,
             cursors,
             tokens: TokenCache::new(),
+            epoch_keys: EpochKeyCache::new(),
             presence: Presence::default(),
         }))
     }

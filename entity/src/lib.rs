@@ -3,7 +3,14 @@
 pub mod auth_challenge;
 pub mod auth_token;
 pub mod block;
+pub mod context;
+pub mod context_member;
+pub mod context_message;
 pub mod conversation;
 pub mod dm_message;
+pub mod epoch_key;
 pub mod member;
+pub mod member_key;
+pub mod message_edit;
+pub mod reaction;
 pub mod server_meta;

@@ -3,6 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_members_and_dms;
+mod m20261129_000002_contexts;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -10,6 +11,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261129_000001_members_and_dms::Migration)]
+        vec![
+            Box::new(m20261129_000001_members_and_dms::Migration),
+            Box::new(m20261129_000002_contexts::Migration),
+        ]
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod conversations;
 pub mod envelope;
 pub mod extract;
+pub mod groups;
 pub mod health;
 pub mod members;
 
@@ -37,6 +38,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "auth", description = "Challenge and signed sign-in"),
         (name = "members", description = "Members, blocking and presence"),
         (name = "conversations", description = "Direct messages"),
+        (name = "groups", description = "Group chats, their keys, roles and moderation"),
         (name = "operations", description = "Probes and the API document"),
     )
 )]
@@ -70,7 +72,21 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(members::set_presence))
         .routes(routes!(conversations::send, conversations::list))
         .routes(routes!(conversations::messages))
-        .routes(routes!(conversations::delete_message));
+        .routes(routes!(conversations::delete_message))
+        .routes(routes!(groups::promote))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::get))
+        .routes(routes!(groups::send, groups::history))
+        .routes(routes!(groups::edit, groups::delete_message))
+        .routes(routes!(groups::add_members))
+        .routes(routes!(groups::remove_member))
+        .routes(routes!(groups::leave))
+        .routes(routes!(groups::assign_role))
+        .routes(routes!(groups::react))
+        .routes(routes!(groups::unreact))
+        .routes(routes!(groups::pin, groups::unpin))
+        .routes(routes!(groups::mute, groups::unmute))
+        .routes(routes!(groups::keys));
     (public, protected)
 }
 

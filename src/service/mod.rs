@@ -6,11 +6,15 @@
 //! [`ServiceResult`](crate::error::ServiceResult).
 
 pub mod auth;
+pub mod contexts;
 pub mod conversations;
+pub mod groups;
 pub mod ids;
+pub mod keys;
 pub mod members;
 pub mod pagination;
 pub mod presence;
+pub mod roles;
 pub mod validate;
 
 use uuid::Uuid;

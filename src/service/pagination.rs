@@ -68,6 +68,17 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
+impl<T> Page<T> {
+    /// The same page with every item converted.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            cursor: self.cursor,
+            has_more: self.has_more,
+        }
+    }
+}
+
 /// Makes and checks cursors.
 #[derive(Clone)]
 pub struct CursorCodec {

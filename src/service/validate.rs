@@ -42,6 +42,54 @@ pub fn display_name(name: &str) -> ServiceResult<String> {
     Ok(trimmed.to_owned())
 }
 
+/// Longest group name, in Unicode scalar values.
+pub const MAX_GROUP_NAME_CHARS: usize = 100;
+/// Longest mute: 28 days in milliseconds.
+pub const MAX_MUTE_MS: i64 = 2_419_200_000;
+
+/// Group names: 1..=100 characters after trimming, no control characters.
+pub fn group_name(name: &str) -> ServiceResult<String> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(ServiceError::validation("name must not be empty"));
+    }
+    if trimmed.chars().count() > MAX_GROUP_NAME_CHARS {
+        return Err(ServiceError::validation(
+            "name must be at most 100 characters",
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ServiceError::validation(
+            "name must not contain control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Reaction emoji: 1..=64 bytes, no whitespace.
+pub fn emoji(emoji: &str) -> ServiceResult<()> {
+    if emoji.is_empty() || emoji.len() > 64 {
+        return Err(ServiceError::validation("emoji must be 1 to 64 bytes"));
+    }
+    if emoji.chars().any(char::is_whitespace) {
+        return Err(ServiceError::validation(
+            "emoji must not contain whitespace",
+        ));
+    }
+    Ok(())
+}
+
+/// Mute durations: 1..=2,419,200,000 ms (28 days).
+pub fn mute_duration(duration_ms: i64) -> ServiceResult<i64> {
+    if (1..=MAX_MUTE_MS).contains(&duration_ms) {
+        Ok(duration_ms)
+    } else {
+        Err(ServiceError::validation(
+            "durationMs must be between 1 and 2419200000 (28 days)",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +102,17 @@ mod tests {
         assert!(message_content("").is_err());
         assert!(message_content(&"é".repeat(10_000)).is_ok());
         assert!(message_content(&"é".repeat(10_001)).is_err());
+    }
+
+    #[test]
+    fn emoji_and_mute_bounds() {
+        assert!(emoji("👍").is_ok());
+        assert!(emoji("").is_err());
+        assert!(emoji("a b").is_err());
+        assert!(emoji(&"x".repeat(65)).is_err());
+        assert!(mute_duration(0).is_err());
+        assert!(mute_duration(MAX_MUTE_MS).is_ok());
+        assert!(mute_duration(MAX_MUTE_MS + 1).is_err());
     }
 
     proptest! {

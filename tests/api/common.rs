@@ -332,3 +332,100 @@ impl TestServer {
         .clone()
     }
 }
+
+/// The epoch keys a member holds in a group or channel, unwrapped with its own secret key.
+pub async fn member_keys(
+    server: &TestServer,
+    member: &TestMember,
+    base: &str,
+) -> std::collections::HashMap<i64, [u8; 32]> {
+    let answer = server
+        .get(&format!("{base}/keys?limit=100"), Some(&member.token))
+        .await;
+    let mut keys = std::collections::HashMap::new();
+    for item in answer.data(200)["items"].as_array().expect("items") {
+        let wrapped = STANDARD
+            .decode(item["encryptedKey"].as_str().expect("encryptedKey"))
+            .expect("base64");
+        let key = ecies::decrypt(&member.secret, &wrapped).expect("the member unwraps its key");
+        keys.insert(
+            item["epoch"].as_i64().expect("epoch"),
+            key.try_into().expect("32 bytes"),
+        );
+    }
+    keys
+}
+
+/// Decrypts AES-256-GCM `nonce || ciphertext || tag` with AAD = the message id.
+pub fn open_with(key: &[u8; 32], message_id: &str, encrypted: &Value) -> Option<String> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let data = STANDARD.decode(encrypted.as_str()?).ok()?;
+    if data.len() < 28 {
+        return None;
+    }
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).ok()?;
+    let nonce: [u8; 12] = data[..12].try_into().ok()?;
+    let plain = cipher
+        .decrypt(
+            &aes_gcm::Nonce::from(nonce),
+            Payload {
+                msg: &data[12..],
+                aad: message_id.as_bytes(),
+            },
+        )
+        .ok()?;
+    String::from_utf8(plain).ok()
+}
+
+/// Decrypts a group or channel message with the reader's keys.
+#[track_caller]
+pub fn decrypt_message(keys: &std::collections::HashMap<i64, [u8; 32]>, message: &Value) -> String {
+    let epoch = message["keyEpoch"].as_i64().expect("keyEpoch");
+    let key = keys
+        .get(&epoch)
+        .unwrap_or_else(|| panic!("no key for epoch {epoch}"));
+    open_with(
+        key,
+        message["id"].as_str().expect("id"),
+        &message["encryptedContent"],
+    )
+    .expect("decrypts")
+}
+
+impl TestServer {
+    /// Creates a group owned by `owner` with `members`; returns its id.
+    pub async fn group(&self, owner: &TestMember, name: &str, members: &[&TestMember]) -> String {
+        let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+        let answer = self
+            .post(
+                "/api/groups",
+                Some(&owner.token),
+                json!({"name": name, "memberIds": ids}),
+            )
+            .await;
+        answer.data(201)["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Sends a group message and returns it.
+    pub async fn group_message(&self, from: &TestMember, group: &str, content: &str) -> Value {
+        self.post(
+            &format!("/api/groups/{group}/messages"),
+            Some(&from.token),
+            json!({"content": content}),
+        )
+        .await
+        .data(201)
+        .clone()
+    }
+
+    /// Sets a member's role as `by`.
+    pub async fn set_role(&self, by: &TestMember, group: &str, member: &TestMember, role: &str) {
+        self.put(
+            &format!("/api/groups/{group}/roles/{}", member.id),
+            Some(&by.token),
+            json!({"role": role}),
+        )
+        .await
+        .data(200);
+    }
+}

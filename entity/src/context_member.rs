@@ -1,0 +1,21 @@
+//! Membership of a group or channel, with the member's role and mute.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "context_members")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub context_id: Uuid,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub member_id: Uuid,
+    /// `owner`, `admin`, `moderator` or `member`.
+    pub role: String,
+    pub joined_at: i64,
+    /// Muted until this time (ms), if muted.
+    pub muted_until: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,569 @@
+//! Group and channel messages: send, history, edit (with encrypted history), delete,
+//! reactions and pins. AES-256-GCM under the context's current key epoch, AAD = the
+//! message id (CONTRACT.md "Encryption").
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use entity::{context, context_message, message_edit, reaction};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Access, Kind, access_to, lock_context, membership, require_member};
+use crate::crypto;
+use crate::error::{ServiceError, ServiceResult};
+use crate::service::pagination::{CursorKey, Direction, Page, PageParams};
+use crate::service::roles::{Permission, Role};
+use crate::service::{Actor, ids, keys, unique_violation_or, validate};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339};
+
+/// Body of send and edit.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ContentRequest {
+    /// 1..=10,000 characters, not blank.
+    pub content: String,
+}
+
+/// Body of adding a reaction.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ReactionRequest {
+    /// 1..=64 bytes, no whitespace.
+    pub emoji: String,
+}
+
+/// A reaction on a message.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionView {
+    pub reaction_id: Uuid,
+    pub message_id: Uuid,
+    pub member_id: Uuid,
+    pub emoji: String,
+    pub created_at: String,
+}
+
+impl From<&reaction::Model> for ReactionView {
+    fn from(r: &reaction::Model) -> Self {
+        Self {
+            reaction_id: r.id,
+            message_id: r.message_id,
+            member_id: r.member_id,
+            emoji: r.emoji.clone(),
+            created_at: rfc3339(r.created_at),
+        }
+    }
+}
+
+/// An earlier version of an edited message, still encrypted under its own epoch.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EditView {
+    /// Base64 `nonce || ciphertext || tag`, AAD = the message id.
+    pub content: String,
+    pub key_epoch: i32,
+    /// When this version was written.
+    pub edited_at: String,
+}
+
+/// A group or channel message.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<Uuid>,
+    pub sender_id: Uuid,
+    /// Base64 `nonce (12) || ciphertext || tag (16)`, AES-256-GCM, AAD = the message id.
+    pub encrypted_content: String,
+    /// The key epoch that opens `encryptedContent` (see the `/keys` route).
+    pub key_epoch: i32,
+    pub created_at: String,
+    pub edited_at: Option<String>,
+    pub pinned: bool,
+    pub reactions: Vec<ReactionView>,
+    /// Earlier versions, oldest first.
+    pub edit_history: Vec<EditView>,
+}
+
+fn view(
+    kind: Kind,
+    message: &context_message::Model,
+    reactions: Vec<ReactionView>,
+    edits: Vec<EditView>,
+) -> MessageView {
+    MessageView {
+        id: message.id,
+        group_id: (kind == Kind::Group).then_some(message.context_id),
+        channel_id: (kind == Kind::Channel).then_some(message.context_id),
+        sender_id: message.sender_id,
+        encrypted_content: STANDARD.encode(&message.ciphertext),
+        key_epoch: message.key_epoch,
+        created_at: rfc3339(message.created_at),
+        edited_at: message.edited_at.map(rfc3339),
+        pinned: message.pinned_at.is_some(),
+        reactions,
+        edit_history: edits,
+    }
+}
+
+/// Whether the member may see this message (channels may hide history from newcomers).
+fn visible_to(access: &Access, message: &context_message::Model) -> bool {
+    access.context.history_visible || message.created_at >= access.membership.joined_at
+}
+
+/// A message of the context that the member may see, or 404.
+async fn visible_message(
+    db: &impl ConnectionTrait,
+    access: &Access,
+    message_id: Uuid,
+) -> ServiceResult<context_message::Model> {
+    context_message::Entity::find_by_id(message_id)
+        .filter(context_message::Column::ContextId.eq(access.context.id))
+        .one(db)
+        .await?
+        .filter(|m| visible_to(access, m))
+        .ok_or_else(|| ServiceError::not_found("Message not found"))
+}
+
+/// Sends a message, encrypted under the context's current epoch.
+pub async fn send(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    input: ContentRequest,
+) -> ServiceResult<MessageView> {
+    validate::message_content(&input.content)?;
+    // Fail fast outside the transaction; the checks are repeated under the lock.
+    let now = now_ms();
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    access.require(Permission::SendMessages)?;
+    access.require_not_muted(now)?;
+
+    let txn = state.db.write.begin().await?;
+    let context = lock_context(&txn, kind, context_id).await?;
+    let access = access_to(&txn, context, actor.member_id).await?;
+    access.require(Permission::SendMessages)?;
+    let epoch = access.context.current_epoch;
+    let key = keys::epoch_key(state, context_id, epoch).await?;
+    let id = ids::next_message_id(access.context.last_issued_id);
+    let created_at = now_ms().max(access.context.last_message_at.unwrap_or(0));
+    let ciphertext = crypto::seal(&key, id.to_string().as_bytes(), input.content.as_bytes())
+        .map_err(ServiceError::internal)?;
+    let model = context_message::Model {
+        id,
+        context_id,
+        sender_id: actor.member_id,
+        created_at,
+        edited_at: None,
+        key_epoch: epoch,
+        ciphertext,
+        pinned_at: None,
+        pinned_by: None,
+    };
+    context_message::Entity::insert(context_message::ActiveModel {
+        id: Set(model.id),
+        context_id: Set(model.context_id),
+        sender_id: Set(model.sender_id),
+        created_at: Set(model.created_at),
+        edited_at: Set(None),
+        key_epoch: Set(model.key_epoch),
+        ciphertext: Set(model.ciphertext.clone()),
+        pinned_at: Set(None),
+        pinned_by: Set(None),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    context::Entity::update_many()
+        .col_expr(context::Column::LastMessageAt, Some(created_at).into())
+        .col_expr(context::Column::ActivityAt, created_at.into())
+        .col_expr(context::Column::LastIssuedId, Some(id).into())
+        .filter(context::Column::Id.eq(context_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(view(kind, &model, Vec::new(), Vec::new()))
+}
+
+/// Message history, oldest first (or from the newest page with `backward`). Members of a
+/// channel that hides history see nothing sent before they joined.
+pub async fn history(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    params: &PageParams,
+) -> ServiceResult<Page<MessageView>> {
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    let scope = format!("{}:{context_id}:messages", kind.as_str());
+    let request = state.cursors.request(&scope, params, true)?;
+    let mut query =
+        context_message::Entity::find().filter(context_message::Column::ContextId.eq(context_id));
+    if !access.context.history_visible {
+        query = query.filter(context_message::Column::CreatedAt.gte(access.membership.joined_at));
+    }
+    query = match (request.direction, request.after) {
+        (Direction::Forward, Some(after)) => query.filter(context_message::Column::Id.gt(after.id)),
+        (Direction::Backward, Some(before)) => {
+            query.filter(context_message::Column::Id.lt(before.id))
+        }
+        (_, None) => query,
+    };
+    query = match request.direction {
+        Direction::Forward => query.order_by_asc(context_message::Column::Id),
+        Direction::Backward => query.order_by_desc(context_message::Column::Id),
+    };
+    let rows = query.limit(request.limit + 1).all(&state.db.read).await?;
+    let page = state.cursors.page(&scope, &request, rows, |row| CursorKey {
+        time: 0,
+        id: row.id,
+    });
+    let ids: Vec<Uuid> = page.items.iter().map(|m| m.id).collect();
+    let mut reactions = reactions_of(&state.db.read, &ids).await?;
+    let mut edits = edits_of(&state.db.read, &ids).await?;
+    Ok(page.map(|m| {
+        let r = reactions.remove(&m.id).unwrap_or_default();
+        let e = edits.remove(&m.id).unwrap_or_default();
+        view(kind, &m, r, e)
+    }))
+}
+
+/// Reactions of several messages in one query, oldest first.
+async fn reactions_of(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> ServiceResult<HashMap<Uuid, Vec<ReactionView>>> {
+    let mut out: HashMap<Uuid, Vec<ReactionView>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = reaction::Entity::find()
+        .filter(reaction::Column::MessageId.is_in(ids.to_vec()))
+        .order_by_asc(reaction::Column::CreatedAt)
+        .order_by_asc(reaction::Column::Id)
+        .all(db)
+        .await?;
+    for row in &rows {
+        out.entry(row.message_id).or_default().push(row.into());
+    }
+    Ok(out)
+}
+
+/// Edit histories of several messages in one query, oldest version first.
+async fn edits_of(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> ServiceResult<HashMap<Uuid, Vec<EditView>>> {
+    let mut out: HashMap<Uuid, Vec<EditView>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = message_edit::Entity::find()
+        .filter(message_edit::Column::MessageId.is_in(ids.to_vec()))
+        .order_by_asc(message_edit::Column::Id)
+        .all(db)
+        .await?;
+    for row in rows {
+        out.entry(row.message_id).or_default().push(EditView {
+            content: STANDARD.encode(&row.ciphertext),
+            key_epoch: row.key_epoch,
+            edited_at: rfc3339(row.written_at),
+        });
+    }
+    Ok(out)
+}
+
+/// Edits one of the actor's own messages. The previous version is kept, encrypted as it
+/// was, in the edit history; the new text is encrypted under the current epoch.
+pub async fn edit(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+    input: ContentRequest,
+) -> ServiceResult<MessageView> {
+    validate::message_content(&input.content)?;
+    let now = now_ms();
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    let message = visible_message(&state.db.read, &access, message_id).await?;
+    if message.sender_id != actor.member_id {
+        return Err(ServiceError::forbidden(
+            "Only the author can edit this message",
+        ));
+    }
+    access.require_not_muted(now)?;
+
+    let txn = state.db.write.begin().await?;
+    let context = lock_context(&txn, kind, context_id).await?;
+    let epoch = context.current_epoch;
+    // Re-read under the lock: a concurrent edit must not lose a version.
+    let message = context_message::Entity::find_by_id(message_id)
+        .filter(context_message::Column::ContextId.eq(context_id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Message not found"))?;
+    let key = keys::epoch_key(state, context_id, epoch).await?;
+    let ciphertext = crypto::seal(
+        &key,
+        message_id.to_string().as_bytes(),
+        input.content.as_bytes(),
+    )
+    .map_err(ServiceError::internal)?;
+    message_edit::Entity::insert(message_edit::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        message_id: Set(message_id),
+        written_at: Set(message.edited_at.unwrap_or(message.created_at)),
+        key_epoch: Set(message.key_epoch),
+        ciphertext: Set(message.ciphertext.clone()),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    let edited_at = now_ms();
+    context_message::Entity::update_many()
+        .col_expr(
+            context_message::Column::Ciphertext,
+            ciphertext.clone().into(),
+        )
+        .col_expr(context_message::Column::KeyEpoch, epoch.into())
+        .col_expr(context_message::Column::EditedAt, Some(edited_at).into())
+        .filter(context_message::Column::Id.eq(message_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+
+    let updated = context_message::Model {
+        ciphertext,
+        key_epoch: epoch,
+        edited_at: Some(edited_at),
+        ..message
+    };
+    let reactions = reactions_of(&state.db.read, &[message_id])
+        .await?
+        .remove(&message_id)
+        .unwrap_or_default();
+    let edits = edits_of(&state.db.read, &[message_id])
+        .await?
+        .remove(&message_id)
+        .unwrap_or_default();
+    Ok(view(kind, &updated, reactions, edits))
+}
+
+/// `{"deleted": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub deleted: bool,
+}
+
+/// Deletes a message: the author with `DELETE_OWN_MESSAGES`, or a member with
+/// `DELETE_ANY_MESSAGE` who outranks the author. Its ciphertext, edits and reactions go too.
+pub async fn delete(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+) -> ServiceResult<Deleted> {
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    let message = visible_message(&state.db.read, &access, message_id).await?;
+    if message.sender_id == actor.member_id {
+        access.require(Permission::DeleteOwnMessages)?;
+    } else {
+        access.require(Permission::DeleteAnyMessage)?;
+        let author_role = membership(&state.db.read, context_id, message.sender_id)
+            .await?
+            .map_or(Role::Member, |m| Role::parse(&m.role));
+        if !access.role.outranks(author_role) {
+            return Err(ServiceError::forbidden(
+                "You can only delete messages of members ranked below you",
+            ));
+        }
+    }
+    let txn = state.db.write.begin().await?;
+    let context = lock_context(&txn, kind, context_id).await?;
+    let removed = context_message::Entity::delete_many()
+        .filter(context_message::Column::Id.eq(message_id))
+        .filter(context_message::Column::ContextId.eq(context_id))
+        .exec(&txn)
+        .await?;
+    if removed.rows_affected == 0 {
+        return Err(ServiceError::not_found("Message not found"));
+    }
+    let newest = context_message::Entity::find()
+        .filter(context_message::Column::ContextId.eq(context_id))
+        .order_by_desc(context_message::Column::Id)
+        .one(&txn)
+        .await?;
+    let last = newest.map(|m| m.created_at);
+    context::Entity::update_many()
+        .col_expr(context::Column::LastMessageAt, last.into())
+        .col_expr(
+            context::Column::ActivityAt,
+            last.unwrap_or(context.created_at).into(),
+        )
+        .filter(context::Column::Id.eq(context_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(Deleted { deleted: true })
+}
+
+/// Adds the actor's reaction; the same member, emoji and message twice is 409.
+pub async fn react(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+    input: ReactionRequest,
+) -> ServiceResult<ReactionView> {
+    validate::emoji(&input.emoji)?;
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    access.require_not_muted(now_ms())?;
+    visible_message(&state.db.read, &access, message_id).await?;
+    let row = reaction::Model {
+        id: Uuid::now_v7(),
+        message_id,
+        member_id: actor.member_id,
+        emoji: input.emoji,
+        created_at: now_ms(),
+    };
+    reaction::Entity::insert(reaction::ActiveModel {
+        id: Set(row.id),
+        message_id: Set(row.message_id),
+        member_id: Set(row.member_id),
+        emoji: Set(row.emoji.clone()),
+        created_at: Set(row.created_at),
+    })
+    .exec_without_returning(&state.db.write)
+    .await
+    .map_err(|err| match err.sql_err() {
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
+            ServiceError::not_found("Message not found")
+        }
+        _ => unique_violation_or(
+            err,
+            ServiceError::already_exists("You already reacted with this emoji"),
+        ),
+    })?;
+    Ok((&row).into())
+}
+
+/// `{"removed": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Removed {
+    pub removed: bool,
+}
+
+/// Removes one of the actor's reactions.
+pub async fn unreact(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+    reaction_id: Uuid,
+) -> ServiceResult<Removed> {
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    visible_message(&state.db.read, &access, message_id).await?;
+    let row = reaction::Entity::find_by_id(reaction_id)
+        .filter(reaction::Column::MessageId.eq(message_id))
+        .one(&state.db.read)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Reaction not found"))?;
+    if row.member_id != actor.member_id {
+        return Err(ServiceError::forbidden(
+            "Only the member who reacted can remove this reaction",
+        ));
+    }
+    reaction::Entity::delete_by_id(reaction_id)
+        .exec(&state.db.write)
+        .await?;
+    Ok(Removed { removed: true })
+}
+
+/// `{"pinned": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Pinned {
+    pub pinned: bool,
+}
+
+/// `{"unpinned": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Unpinned {
+    pub unpinned: bool,
+}
+
+/// Pins (`pin = true`) or unpins a message; needs `PIN_MESSAGES`. Repeating is harmless.
+async fn set_pin(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+    pin: bool,
+) -> ServiceResult<()> {
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    access.require(Permission::PinMessages)?;
+    let message = visible_message(&state.db.read, &access, message_id).await?;
+    if message.pinned_at.is_some() == pin {
+        return Ok(());
+    }
+    let (at, by) = if pin {
+        (Some(now_ms()), Some(actor.member_id))
+    } else {
+        (None, None)
+    };
+    context_message::Entity::update_many()
+        .col_expr(context_message::Column::PinnedAt, at.into())
+        .col_expr(context_message::Column::PinnedBy, by.into())
+        .filter(context_message::Column::Id.eq(message_id))
+        .exec(&state.db.write)
+        .await?;
+    Ok(())
+}
+
+/// Pins a message.
+pub async fn pin(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+) -> ServiceResult<Pinned> {
+    set_pin(state, actor, kind, context_id, message_id, true).await?;
+    Ok(Pinned { pinned: true })
+}
+
+/// Unpins a message.
+pub async fn unpin(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+) -> ServiceResult<Unpinned> {
+    set_pin(state, actor, kind, context_id, message_id, false).await?;
+    Ok(Unpinned { unpinned: true })
+}
+
+/// Ids of the pinned messages of a context, in pin order.
+pub async fn pinned_ids(db: &impl ConnectionTrait, context_id: Uuid) -> ServiceResult<Vec<Uuid>> {
+    Ok(context_message::Entity::find()
+        .filter(context_message::Column::ContextId.eq(context_id))
+        .filter(context_message::Column::PinnedAt.is_not_null())
+        .order_by_asc(context_message::Column::PinnedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect())
+}

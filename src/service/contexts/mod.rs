@@ -1,0 +1,442 @@
+//! What groups and channels share ("contexts"): access checks, membership changes with
+//! key rotation, mutes. Messages live in [`messages`]. Group- and channel-specific rules
+//! call into these functions, so both follow one set of rules.
+
+pub mod messages;
+
+use entity::{context, context_member, member};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::keys::{self, Recipient};
+use super::roles::{Permission, Role};
+use super::{Actor, validate};
+use crate::error::{ServiceError, ServiceResult};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339};
+
+/// Which kind of context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Group,
+    Channel,
+}
+
+impl Kind {
+    /// The stored name (also `contextType` in events).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Group => "group",
+            Kind::Channel => "channel",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Group => "Group",
+            Kind::Channel => "Channel",
+        }
+    }
+
+    /// 404 for this kind.
+    pub fn not_found(self) -> ServiceError {
+        ServiceError::not_found(format!("{} not found", self.noun()))
+    }
+}
+
+/// A member of a context: the context, the member's row and role.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub context: context::Model,
+    pub membership: context_member::Model,
+    pub role: Role,
+}
+
+impl Access {
+    /// 403 unless the member's role holds `permission`.
+    pub fn require(&self, permission: Permission) -> ServiceResult<()> {
+        if self.role.can(permission) {
+            Ok(())
+        } else {
+            Err(ServiceError::forbidden(format!(
+                "Missing permission: {}",
+                permission.name()
+            )))
+        }
+    }
+
+    /// 403 while the member is muted.
+    pub fn require_not_muted(&self, now: i64) -> ServiceResult<()> {
+        match self.membership.muted_until {
+            Some(until) if until > now => Err(ServiceError::forbidden(format!(
+                "You are muted until {}",
+                rfc3339(until)
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A member as listed in group and channel metadata.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberEntry {
+    pub member_id: Uuid,
+    pub role: Role,
+    pub joined_at: String,
+    /// Set while the member is muted.
+    pub muted_until: Option<String>,
+}
+
+impl MemberEntry {
+    pub fn from_row(row: &context_member::Model, now: i64) -> Self {
+        Self {
+            member_id: row.member_id,
+            role: Role::parse(&row.role),
+            joined_at: rfc3339(row.joined_at),
+            muted_until: row.muted_until.filter(|u| *u > now).map(rfc3339),
+        }
+    }
+}
+
+/// A context of the given kind, or that kind's 404.
+pub async fn find_context(
+    db: &impl ConnectionTrait,
+    kind: Kind,
+    id: Uuid,
+) -> ServiceResult<context::Model> {
+    context::Entity::find_by_id(id)
+        .filter(context::Column::Kind.eq(kind.as_str()))
+        .one(db)
+        .await?
+        .ok_or_else(|| kind.not_found())
+}
+
+/// Reads a context inside a transaction, holding its row lock on PostgreSQL (SQLite has
+/// one writer, so the transaction alone serialises). Every membership change takes this
+/// lock first, so concurrent changes to one context apply one after another.
+pub async fn lock_context(
+    txn: &impl ConnectionTrait,
+    kind: Kind,
+    id: Uuid,
+) -> ServiceResult<context::Model> {
+    let mut query = context::Entity::find_by_id(id).filter(context::Column::Kind.eq(kind.as_str()));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    query.one(txn).await?.ok_or_else(|| kind.not_found())
+}
+
+/// A member's row in a context, if it is a member.
+pub async fn membership(
+    db: &impl ConnectionTrait,
+    context_id: Uuid,
+    member_id: Uuid,
+) -> ServiceResult<Option<context_member::Model>> {
+    Ok(context_member::Entity::find_by_id((context_id, member_id))
+        .one(db)
+        .await?)
+}
+
+/// What a non-member is told: 404 for an invisible channel (it does not exist for them),
+/// otherwise 403.
+pub fn non_member_error(context: &context::Model) -> ServiceError {
+    if context.kind == Kind::Channel.as_str() && context.visibility.as_deref() == Some("invisible")
+    {
+        return Kind::Channel.not_found();
+    }
+    let noun = if context.kind == Kind::Group.as_str() {
+        "group"
+    } else {
+        "channel"
+    };
+    ServiceError::forbidden(format!("Not a {noun} member"))
+}
+
+/// The actor's access to a context: 404 when it does not exist, 403 (or 404 for an
+/// invisible channel) when the actor is not a member.
+pub async fn require_member(
+    db: &impl ConnectionTrait,
+    kind: Kind,
+    id: Uuid,
+    actor: &Actor,
+) -> ServiceResult<Access> {
+    let context = find_context(db, kind, id).await?;
+    access_to(db, context, actor.member_id).await
+}
+
+/// Like [`require_member`] for a context already read (inside a transaction, say).
+pub async fn access_to(
+    db: &impl ConnectionTrait,
+    context: context::Model,
+    member_id: Uuid,
+) -> ServiceResult<Access> {
+    match membership(db, context.id, member_id).await? {
+        Some(row) => Ok(Access {
+            role: Role::parse(&row.role),
+            membership: row,
+            context,
+        }),
+        None => Err(non_member_error(&context)),
+    }
+}
+
+/// Every member of a context, oldest membership first.
+pub async fn members_of(
+    db: &impl ConnectionTrait,
+    context_id: Uuid,
+) -> ServiceResult<Vec<context_member::Model>> {
+    Ok(context_member::Entity::find()
+        .filter(context_member::Column::ContextId.eq(context_id))
+        .order_by_asc(context_member::Column::JoinedAt)
+        .order_by_asc(context_member::Column::MemberId)
+        .all(db)
+        .await?)
+}
+
+/// Public keys of the given members, for wrapping keys. Unknown ids are left out.
+pub async fn recipients(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResult<Vec<Recipient>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(member::Entity::find()
+        .filter(member::Column::Id.is_in(ids.to_vec()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| Recipient {
+            member_id: m.id,
+            public_key: m.public_key,
+        })
+        .collect())
+}
+
+/// Adds members to a context inside a locked transaction. They get wrapped copies of the
+/// earlier epochs when `with_history`; with `rotate`, a new epoch is made for everyone
+/// (otherwise they get the current one only through `with_history`).
+pub async fn admit(
+    state: &AppState,
+    txn: &impl ConnectionTrait,
+    context: &context::Model,
+    newcomers: &[(Uuid, Role)],
+    with_history: bool,
+    rotate: bool,
+    now: i64,
+) -> ServiceResult<Option<i32>> {
+    let ids: Vec<Uuid> = newcomers.iter().map(|(id, _)| *id).collect();
+    let rows = newcomers
+        .iter()
+        .map(|(id, role)| context_member::ActiveModel {
+            context_id: Set(context.id),
+            member_id: Set(*id),
+            role: Set(role.as_str().to_owned()),
+            joined_at: Set(now),
+            muted_until: Set(None),
+        });
+    context_member::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    let newcomer_keys = recipients(txn, &ids).await?;
+    if with_history && context.current_epoch > 0 {
+        let epochs = keys::all_epochs(state, context.id, context.current_epoch).await?;
+        for recipient in &newcomer_keys {
+            keys::grant_epochs(
+                state,
+                txn,
+                context.id,
+                recipient,
+                epochs.iter().copied(),
+                now,
+            )
+            .await?;
+        }
+    }
+    if rotate || context.current_epoch == 0 {
+        let everyone: Vec<Uuid> = members_of(txn, context.id)
+            .await?
+            .iter()
+            .map(|m| m.member_id)
+            .collect();
+        let all = recipients(txn, &everyone).await?;
+        let (epoch, _) = keys::new_epoch(state, txn, context, all, now).await?;
+        return Ok(Some(epoch));
+    }
+    Ok(None)
+}
+
+/// What a departure did.
+#[derive(Debug)]
+pub enum Departure {
+    /// The last member left: the context is gone.
+    Deleted,
+    /// Members remain; keys rotated to `epoch`; `new_owner` when ownership passed on.
+    Rotated { epoch: i32, new_owner: Option<Uuid> },
+}
+
+/// Removes a member inside a locked transaction: deletes its membership and every key
+/// copy wrapped for it, passes ownership on when the owner goes (to the highest-ranked,
+/// longest-standing member), deletes the context when nobody is left, and otherwise
+/// rotates the key so the departed member cannot read what comes next.
+pub async fn depart(
+    state: &AppState,
+    txn: &impl ConnectionTrait,
+    context: &context::Model,
+    departing: &context_member::Model,
+    now: i64,
+) -> ServiceResult<Departure> {
+    context_member::Entity::delete_by_id((context.id, departing.member_id))
+        .exec(txn)
+        .await?;
+    keys::revoke_all(txn, context.id, departing.member_id).await?;
+    let remaining = members_of(txn, context.id).await?;
+    if remaining.is_empty() {
+        context::Entity::delete_by_id(context.id).exec(txn).await?;
+        return Ok(Departure::Deleted);
+    }
+    let mut new_owner = None;
+    if Role::parse(&departing.role) == Role::Owner
+        && !remaining
+            .iter()
+            .any(|m| Role::parse(&m.role) == Role::Owner)
+    {
+        // `remaining` is oldest first; the highest rank wins, then seniority.
+        let heir = remaining
+            .iter()
+            .max_by(|a, b| {
+                Role::parse(&a.role)
+                    .cmp(&Role::parse(&b.role))
+                    .then_with(|| b.joined_at.cmp(&a.joined_at))
+                    .then_with(|| b.member_id.cmp(&a.member_id))
+            })
+            .map(|m| m.member_id);
+        if let Some(heir) = heir {
+            set_role(txn, context.id, heir, Role::Owner).await?;
+            new_owner = Some(heir);
+        }
+    }
+    let ids: Vec<Uuid> = remaining.iter().map(|m| m.member_id).collect();
+    let all = recipients(txn, &ids).await?;
+    let (epoch, _) = keys::new_epoch(state, txn, context, all, now).await?;
+    Ok(Departure::Rotated { epoch, new_owner })
+}
+
+/// Stores a member's role.
+pub async fn set_role(
+    txn: &impl ConnectionTrait,
+    context_id: Uuid,
+    member_id: Uuid,
+    role: Role,
+) -> ServiceResult<()> {
+    context_member::Entity::update_many()
+        .col_expr(context_member::Column::Role, role.as_str().into())
+        .filter(context_member::Column::ContextId.eq(context_id))
+        .filter(context_member::Column::MemberId.eq(member_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// The target of a moderation action: must be a member (404) whom the actor outranks
+/// (403).
+pub async fn target_below(
+    db: &impl ConnectionTrait,
+    access: &Access,
+    target: Uuid,
+) -> ServiceResult<context_member::Model> {
+    let row = membership(db, access.context.id, target)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Member not found in this context"))?;
+    if !access.role.outranks(Role::parse(&row.role)) {
+        return Err(ServiceError::forbidden(
+            "You can only act on members ranked below you",
+        ));
+    }
+    Ok(row)
+}
+
+/// `POST …/mute/:memberId` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MuteRequest {
+    /// 1..=2,419,200,000 (28 days).
+    pub duration_ms: i64,
+}
+
+/// `{"muted": true, "until": …}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Muted {
+    pub muted: bool,
+    pub until: String,
+}
+
+/// `{"unmuted": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Unmuted {
+    pub unmuted: bool,
+}
+
+/// Mutes a member below the actor's rank for a while (persisted, so it survives restarts).
+pub async fn mute(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    target: Uuid,
+    input: MuteRequest,
+) -> ServiceResult<Muted> {
+    let duration = validate::mute_duration(input.duration_ms)?;
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    access.require(Permission::MuteMembers)?;
+    target_below(&state.db.read, &access, target).await?;
+    let until = now_ms() + duration;
+    set_mute(&state.db.write, context_id, target, Some(until)).await?;
+    Ok(Muted {
+        muted: true,
+        until: rfc3339(until),
+    })
+}
+
+/// Lifts a mute.
+pub async fn unmute(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    target: Uuid,
+) -> ServiceResult<Unmuted> {
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    access.require(Permission::MuteMembers)?;
+    target_below(&state.db.read, &access, target).await?;
+    set_mute(&state.db.write, context_id, target, None).await?;
+    Ok(Unmuted { unmuted: true })
+}
+
+async fn set_mute(
+    db: &impl ConnectionTrait,
+    context_id: Uuid,
+    member_id: Uuid,
+    until: Option<i64>,
+) -> ServiceResult<()> {
+    context_member::Entity::update_many()
+        .col_expr(context_member::Column::MutedUntil, until.into())
+        .filter(context_member::Column::ContextId.eq(context_id))
+        .filter(context_member::Column::MemberId.eq(member_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The epoch keys the actor holds in a context, wrapped for it.
+pub async fn keys(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    params: &super::pagination::PageParams,
+) -> ServiceResult<super::pagination::Page<keys::KeyView>> {
+    require_member(&state.db.read, kind, context_id, actor).await?;
+    keys::list_for_member(state, context_id, actor.member_id, params).await
+}

@@ -1,0 +1,549 @@
+//! Groups (reference "Groups"): creation, metadata, membership with key rotation, roles,
+//! and promotion of a direct conversation. Messages, reactions, pins and mutes are the
+//! shared context functions with [`Kind::Group`].
+
+use std::collections::{HashMap, HashSet};
+
+use entity::{context, context_member, context_message, conversation, dm_message};
+use sea_orm::sea_query::Query;
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::contexts::{self, Departure, Kind, MemberEntry, access_to, lock_context, messages};
+use super::pagination::{CursorKey, Page, PageParams};
+use super::roles::{Permission, Role, may_assign};
+use super::{Actor, validate};
+use crate::crypto;
+use crate::error::{ServiceError, ServiceResult};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339};
+
+/// Name of a group made by promoting a conversation, when none is given.
+pub const PROMOTED_NAME: &str = "Group Chat";
+
+/// `POST /api/groups` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateGroup {
+    /// 1..=100 characters.
+    pub name: String,
+    /// Members besides the creator (the creator becomes owner).
+    pub member_ids: Vec<Uuid>,
+}
+
+/// A group as its members see it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    pub id: Uuid,
+    pub name: String,
+    pub creator_id: Uuid,
+    pub members: Vec<MemberEntry>,
+    pub pinned_message_ids: Vec<Uuid>,
+    pub created_at: String,
+    pub last_message_at: Option<String>,
+    /// The key epoch new messages use.
+    pub key_epoch: i32,
+    /// The conversation this group was promoted from, if any.
+    pub promoted_from_conversation: Option<Uuid>,
+}
+
+fn group_view(
+    group: &context::Model,
+    members: &[context_member::Model],
+    pinned: Vec<Uuid>,
+    now: i64,
+) -> GroupView {
+    GroupView {
+        id: group.id,
+        name: group.name.clone(),
+        creator_id: group.creator_id,
+        members: members
+            .iter()
+            .map(|m| MemberEntry::from_row(m, now))
+            .collect(),
+        pinned_message_ids: pinned,
+        created_at: rfc3339(group.created_at),
+        last_message_at: group.last_message_at.map(rfc3339),
+        key_epoch: group.current_epoch,
+        promoted_from_conversation: group.promoted_from,
+    }
+}
+
+/// All of `ids` must be registered members (404 otherwise).
+async fn require_registered(state: &AppState, ids: &[Uuid]) -> ServiceResult<()> {
+    let found = contexts::recipients(&state.db.read, ids).await?;
+    if found.len() != ids.len() {
+        return Err(ServiceError::not_found("Member not found"));
+    }
+    Ok(())
+}
+
+fn dedup(ids: &[Uuid], except: Option<Uuid>) -> Vec<Uuid> {
+    let mut seen = HashSet::new();
+    ids.iter()
+        .copied()
+        .filter(|id| Some(*id) != except && seen.insert(*id))
+        .collect()
+}
+
+/// Inserts a group row (epoch 0; [`contexts::admit`] makes epoch 1).
+async fn insert_group(
+    txn: &impl sea_orm::ConnectionTrait,
+    name: String,
+    creator: Uuid,
+    promoted_from: Option<Uuid>,
+    now: i64,
+) -> ServiceResult<context::Model> {
+    let model = context::Model {
+        id: Uuid::now_v7(),
+        kind: Kind::Group.as_str().to_owned(),
+        name,
+        unique_name: None,
+        creator_id: creator,
+        created_at: now,
+        last_message_at: None,
+        activity_at: now,
+        last_issued_id: None,
+        current_epoch: 0,
+        promoted_from,
+        topic: None,
+        visibility: None,
+        history_visible: true,
+    };
+    context::Entity::insert(context::ActiveModel {
+        id: Set(model.id),
+        kind: Set(model.kind.clone()),
+        name: Set(model.name.clone()),
+        unique_name: Set(None),
+        creator_id: Set(creator),
+        created_at: Set(now),
+        last_message_at: Set(None),
+        activity_at: Set(now),
+        last_issued_id: Set(None),
+        current_epoch: Set(0),
+        promoted_from: Set(promoted_from),
+        topic: Set(None),
+        visibility: Set(None),
+        history_visible: Set(true),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(model)
+}
+
+/// Creates a group; the creator is its owner, everyone gets epoch 1's key.
+pub async fn create(
+    state: &AppState,
+    actor: &Actor,
+    input: CreateGroup,
+) -> ServiceResult<GroupView> {
+    let name = validate::group_name(&input.name)?;
+    let others = dedup(&input.member_ids, Some(actor.member_id));
+    require_registered(state, &others).await?;
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let group = insert_group(&txn, name, actor.member_id, None, now).await?;
+    let mut newcomers = vec![(actor.member_id, Role::Owner)];
+    newcomers.extend(others.iter().map(|id| (*id, Role::Member)));
+    contexts::admit(state, &txn, &group, &newcomers, false, true, now).await?;
+    txn.commit().await?;
+    get_view(state, group.id).await
+}
+
+async fn get_view(state: &AppState, id: Uuid) -> ServiceResult<GroupView> {
+    let group = contexts::find_context(&state.db.read, Kind::Group, id).await?;
+    let members = contexts::members_of(&state.db.read, id).await?;
+    let pinned = messages::pinned_ids(&state.db.read, id).await?;
+    Ok(group_view(&group, &members, pinned, now_ms()))
+}
+
+/// A group's metadata, for its members.
+pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<GroupView> {
+    contexts::require_member(&state.db.read, Kind::Group, id, actor).await?;
+    get_view(state, id).await
+}
+
+/// The actor's groups, newest activity first.
+pub async fn list(
+    state: &AppState,
+    actor: &Actor,
+    params: &PageParams,
+) -> ServiceResult<Page<GroupView>> {
+    let scope = format!("groups:{}", actor.member_id);
+    let request = state.cursors.request(&scope, params, false)?;
+    let mine = Query::select()
+        .column(context_member::Column::ContextId)
+        .from(context_member::Entity)
+        .and_where(context_member::Column::MemberId.eq(actor.member_id))
+        .to_owned();
+    let mut query = context::Entity::find()
+        .filter(context::Column::Kind.eq(Kind::Group.as_str()))
+        .filter(context::Column::Id.in_subquery(mine));
+    if let Some(after) = request.after {
+        query = query.filter(
+            Condition::any()
+                .add(context::Column::ActivityAt.lt(after.time))
+                .add(
+                    Condition::all()
+                        .add(context::Column::ActivityAt.eq(after.time))
+                        .add(context::Column::Id.lt(after.id)),
+                ),
+        );
+    }
+    let rows = query
+        .order_by_desc(context::Column::ActivityAt)
+        .order_by_desc(context::Column::Id)
+        .limit(request.limit + 1)
+        .all(&state.db.read)
+        .await?;
+    let page = state.cursors.page(&scope, &request, rows, |g| CursorKey {
+        time: g.activity_at,
+        id: g.id,
+    });
+    // Members and pins of the whole page in two queries.
+    let ids: Vec<Uuid> = page.items.iter().map(|g| g.id).collect();
+    let mut members: HashMap<Uuid, Vec<context_member::Model>> = HashMap::new();
+    let mut pins: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    if !ids.is_empty() {
+        for row in context_member::Entity::find()
+            .filter(context_member::Column::ContextId.is_in(ids.clone()))
+            .order_by_asc(context_member::Column::JoinedAt)
+            .order_by_asc(context_member::Column::MemberId)
+            .all(&state.db.read)
+            .await?
+        {
+            members.entry(row.context_id).or_default().push(row);
+        }
+        for row in context_message::Entity::find()
+            .filter(context_message::Column::ContextId.is_in(ids))
+            .filter(context_message::Column::PinnedAt.is_not_null())
+            .order_by_asc(context_message::Column::PinnedAt)
+            .all(&state.db.read)
+            .await?
+        {
+            pins.entry(row.context_id).or_default().push(row.id);
+        }
+    }
+    let now = now_ms();
+    Ok(page.map(|g| {
+        let m = members.remove(&g.id).unwrap_or_default();
+        let p = pins.remove(&g.id).unwrap_or_default();
+        group_view(&g, &m, p, now)
+    }))
+}
+
+/// `POST /api/groups/:id/members` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddMembers {
+    /// At least one member id.
+    pub member_ids: Vec<Uuid>,
+}
+
+/// `{"added": [...]}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Added {
+    pub added: Vec<Uuid>,
+}
+
+/// Adds members, all or nothing: unknown ids are 404, anyone already in is 409 and nobody
+/// is added. The key rotates; newcomers also get every earlier epoch (group history is
+/// visible to all members).
+pub async fn add_members(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    input: AddMembers,
+) -> ServiceResult<Added> {
+    let ids = dedup(&input.member_ids, None);
+    if ids.is_empty() {
+        return Err(ServiceError::validation(
+            "memberIds must be a non-empty array",
+        ));
+    }
+    let access = contexts::require_member(&state.db.read, Kind::Group, id, actor).await?;
+    access.require(Permission::ManageMembers)?;
+    require_registered(state, &ids).await?;
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let group = lock_context(&txn, Kind::Group, id).await?;
+    let access = access_to(&txn, group, actor.member_id).await?;
+    access.require(Permission::ManageMembers)?;
+    let present = context_member::Entity::find()
+        .filter(context_member::Column::ContextId.eq(id))
+        .filter(context_member::Column::MemberId.is_in(ids.clone()))
+        .count(&txn)
+        .await?;
+    if present > 0 {
+        return Err(ServiceError::already_exists("Member already in group"));
+    }
+    let newcomers: Vec<(Uuid, Role)> = ids.iter().map(|m| (*m, Role::Member)).collect();
+    contexts::admit(state, &txn, &access.context, &newcomers, true, true, now).await?;
+    txn.commit().await?;
+    Ok(Added { added: ids })
+}
+
+/// `{"removed": memberId}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RemovedMember {
+    pub removed: Uuid,
+}
+
+/// Removes a member ranked below the actor; the key rotates and the member's copies go.
+pub async fn remove_member(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    target: Uuid,
+) -> ServiceResult<RemovedMember> {
+    let access = contexts::require_member(&state.db.read, Kind::Group, id, actor).await?;
+    access.require(Permission::ManageMembers)?;
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let group = lock_context(&txn, Kind::Group, id).await?;
+    let access = access_to(&txn, group, actor.member_id).await?;
+    access.require(Permission::ManageMembers)?;
+    let row = contexts::target_below(&txn, &access, target).await?;
+    contexts::depart(state, &txn, &access.context, &row, now).await?;
+    txn.commit().await?;
+    Ok(RemovedMember { removed: target })
+}
+
+/// `{"left": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Left {
+    pub left: bool,
+}
+
+/// Leaves a group. An owner hands over to the highest-ranked, longest-standing member;
+/// the last member leaving deletes the group.
+pub async fn leave(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Left> {
+    leave_context(state, actor, Kind::Group, id).await?;
+    Ok(Left { left: true })
+}
+
+/// Leaving, shared with channels.
+pub async fn leave_context(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    id: Uuid,
+) -> ServiceResult<Departure> {
+    contexts::require_member(&state.db.read, kind, id, actor).await?;
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let context = lock_context(&txn, kind, id).await?;
+    let access = access_to(&txn, context, actor.member_id).await?;
+    let outcome = contexts::depart(state, &txn, &access.context, &access.membership, now).await?;
+    txn.commit().await?;
+    Ok(outcome)
+}
+
+/// `PUT …/roles/:memberId` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct AssignRole {
+    pub role: Role,
+}
+
+/// `{"memberId", "role"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssigned {
+    pub member_id: Uuid,
+    pub role: Role,
+}
+
+/// Assigns a role (shared with channels). Needs `MANAGE_ROLES` and a rank above the
+/// target's; nobody hands out a role at or above their own, except the owner handing over
+/// `owner`, which makes the old owner an admin.
+pub async fn assign_role(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    id: Uuid,
+    target: Uuid,
+    input: AssignRole,
+) -> ServiceResult<RoleAssigned> {
+    let access = contexts::require_member(&state.db.read, kind, id, actor).await?;
+    access.require(Permission::ManageRoles)?;
+    let txn = state.db.write.begin().await?;
+    let context = lock_context(&txn, kind, id).await?;
+    let access = access_to(&txn, context, actor.member_id).await?;
+    access.require(Permission::ManageRoles)?;
+    let row = contexts::membership(&txn, id, target)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Member not found in this context"))?;
+    let current = Role::parse(&row.role);
+    if target == actor.member_id {
+        return Err(ServiceError::forbidden("You cannot change your own role"));
+    }
+    if !may_assign(access.role, current, input.role) {
+        return Err(ServiceError::forbidden(
+            "You can only assign roles below your own to members ranked below you",
+        ));
+    }
+    if input.role == Role::Owner {
+        contexts::set_role(&txn, id, actor.member_id, Role::Admin).await?;
+    }
+    contexts::set_role(&txn, id, target, input.role).await?;
+    txn.commit().await?;
+    Ok(RoleAssigned {
+        member_id: target,
+        role: input.role,
+    })
+}
+
+/// `POST /api/conversations/:id/promote` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromoteConversation {
+    /// Members to add besides the two participants; at least one.
+    pub new_member_ids: Vec<Uuid>,
+    /// The group's name (default "Group Chat").
+    pub name: Option<String>,
+}
+
+/// The group a conversation became.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Promoted {
+    pub group_id: Uuid,
+    pub name: String,
+    pub members: Vec<Uuid>,
+    pub promoted_from_conversation: Uuid,
+}
+
+/// Turns a direct conversation into a group: the promoter is owner, the other participant
+/// and the new members are members, and the whole history is re-encrypted under the group's
+/// first epoch (same message ids and times) so every member can read it. The conversation
+/// itself stays as it was.
+pub async fn promote(
+    state: &AppState,
+    actor: &Actor,
+    conversation_id: Uuid,
+    input: PromoteConversation,
+) -> ServiceResult<Promoted> {
+    let conv = conversation::Entity::find_by_id(conversation_id)
+        .one(&state.db.read)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Conversation not found"))?;
+    if conv.member_low != actor.member_id && conv.member_high != actor.member_id {
+        return Err(ServiceError::forbidden(
+            "Not a participant in this conversation",
+        ));
+    }
+    let other = if conv.member_low == actor.member_id {
+        conv.member_high
+    } else {
+        conv.member_low
+    };
+    let name = validate::group_name(input.name.as_deref().unwrap_or(PROMOTED_NAME))?;
+    let added = dedup(&input.new_member_ids, None)
+        .into_iter()
+        .filter(|id| *id != actor.member_id && *id != other)
+        .collect::<Vec<_>>();
+    if input.new_member_ids.is_empty() {
+        return Err(ServiceError::validation(
+            "newMemberIds must be a non-empty array",
+        ));
+    }
+    require_registered(state, &added).await?;
+
+    // Decrypt the history from the server's copies before taking the write lock.
+    let history = dm_message::Entity::find()
+        .filter(dm_message::Column::ConversationId.eq(conversation_id))
+        .order_by_asc(dm_message::Column::Id)
+        .all(&state.db.read)
+        .await?;
+    let secret = *state.server_key.secret_bytes();
+    let plain: Vec<(dm_message::Model, Vec<u8>)> = tokio::task::spawn_blocking(move || {
+        history
+            .into_iter()
+            .map(|m| crypto::ecies_decrypt(&secret, &m.ciphertext_server).map(|p| (m, p)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(ServiceError::internal)?
+    .map_err(ServiceError::internal)?;
+
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let group = insert_group(
+        &txn,
+        name.clone(),
+        actor.member_id,
+        Some(conversation_id),
+        now,
+    )
+    .await?;
+    let mut newcomers = vec![(actor.member_id, Role::Owner), (other, Role::Member)];
+    newcomers.extend(added.iter().map(|id| (*id, Role::Member)));
+    let epoch = contexts::admit(state, &txn, &group, &newcomers, false, true, now)
+        .await?
+        .ok_or_else(|| ServiceError::internal("a new group got no epoch"))?;
+    // The epoch was made in this transaction: read its key from the same transaction.
+    let key = first_epoch_key(state, &txn, group.id, epoch).await?;
+    let mut last: Option<(Uuid, i64)> = None;
+    let rows = plain
+        .iter()
+        .map(|(m, p)| {
+            let ciphertext = crypto::seal(&key, m.id.to_string().as_bytes(), p)
+                .map_err(ServiceError::internal)?;
+            last = Some((m.id, m.created_at));
+            Ok(context_message::ActiveModel {
+                id: Set(m.id),
+                context_id: Set(group.id),
+                sender_id: Set(m.sender_id),
+                created_at: Set(m.created_at),
+                edited_at: Set(None),
+                key_epoch: Set(epoch),
+                ciphertext: Set(ciphertext),
+                pinned_at: Set(None),
+                pinned_by: Set(None),
+            })
+        })
+        .collect::<ServiceResult<Vec<_>>>()?;
+    for chunk in rows.chunks(200) {
+        context_message::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    if let Some((last_id, last_at)) = last {
+        context::Entity::update_many()
+            .col_expr(context::Column::LastMessageAt, Some(last_at).into())
+            .col_expr(context::Column::LastIssuedId, Some(last_id).into())
+            .filter(context::Column::Id.eq(group.id))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(Promoted {
+        group_id: group.id,
+        name,
+        members: newcomers.iter().map(|(id, _)| *id).collect(),
+        promoted_from_conversation: conversation_id,
+    })
+}
+
+/// An epoch key still uncommitted, read through the transaction that made it.
+async fn first_epoch_key(
+    state: &AppState,
+    txn: &impl sea_orm::ConnectionTrait,
+    group: Uuid,
+    epoch: i32,
+) -> ServiceResult<crypto::EpochKey> {
+    let row = entity::epoch_key::Entity::find_by_id((group, epoch))
+        .one(txn)
+        .await?
+        .ok_or_else(|| ServiceError::internal("the new epoch is missing"))?;
+    let bytes = crypto::ecies_decrypt(state.server_key.secret_bytes(), &row.wrapped_for_server)
+        .map_err(ServiceError::internal)?;
+    bytes
+        .try_into()
+        .map_err(|_| ServiceError::internal("an epoch key is not 32 bytes"))
+}

@@ -13,6 +13,9 @@ pub struct Model {
     pub joined_at: i64,
     /// Muted until this time (ms), if muted.
     pub muted_until: Option<i64>,
+    /// Messages with ids above this are visible to the member; `NULL`: all of them. Set at
+    /// join time for channels that hide earlier history from newcomers.
+    pub history_after: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

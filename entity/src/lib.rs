@@ -9,6 +9,7 @@ pub mod context_message;
 pub mod conversation;
 pub mod dm_message;
 pub mod epoch_key;
+pub mod invite;
 pub mod member;
 pub mod member_key;
 pub mod message_edit;

@@ -1,5 +1,5 @@
 //! Groups and channels ("contexts"): members and roles, key epochs, messages, edits,
-//! reactions.
+//! reactions, channel invites.
 
 use sea_orm_migration::prelude::*;
 
@@ -39,6 +39,19 @@ enum ContextMembers {
     Role,
     JoinedAt,
     MutedUntil,
+    HistoryAfter,
+}
+
+#[derive(DeriveIden)]
+enum Invites {
+    Table,
+    TokenHash,
+    ChannelId,
+    CreatedBy,
+    CreatedAt,
+    MaxUses,
+    Uses,
+    ExpiresAt,
 }
 
 #[derive(DeriveIden)]
@@ -178,6 +191,7 @@ impl MigrationTrait for Migration {
                             .big_integer()
                             .null(),
                     )
+                    .col(ColumnDef::new(ContextMembers::HistoryAfter).uuid().null())
                     .primary_key(
                         Index::create()
                             .col(ContextMembers::ContextId)
@@ -393,11 +407,41 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Invites::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(Invites::TokenHash)
+                            .binary()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Invites::ChannelId).uuid().not_null())
+                    .col(ColumnDef::new(Invites::CreatedBy).uuid().not_null())
+                    .col(ColumnDef::new(Invites::CreatedAt).big_integer().not_null())
+                    .col(ColumnDef::new(Invites::MaxUses).integer().null())
+                    .col(
+                        ColumnDef::new(Invites::Uses)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(ColumnDef::new(Invites::ExpiresAt).big_integer().null())
+                    .foreign_key(&mut cascade(
+                        (Invites::Table, Invites::ChannelId),
+                        (Contexts::Table, Contexts::Id),
+                    ))
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            Invites::Table.into_iden(),
             Reactions::Table.into_iden(),
             MessageEdits::Table.into_iden(),
             ContextMessages::Table.into_iden(),

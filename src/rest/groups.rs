@@ -11,10 +11,11 @@ use crate::service::contexts::messages::{
     self, ContentRequest, Deleted, MessageView, Pinned, ReactionRequest, ReactionView, Removed,
     Unpinned,
 };
-use crate::service::contexts::{self, Kind, MuteRequest, Muted, Unmuted};
+use crate::service::contexts::{
+    self, AssignRole, Kind, Left, MuteRequest, Muted, RoleAssigned, Unmuted,
+};
 use crate::service::groups::{
-    self, AddMembers, Added, AssignRole, CreateGroup, GroupView, Left, PromoteConversation,
-    Promoted, RemovedMember, RoleAssigned,
+    self, AddMembers, Added, CreateGroup, GroupView, PromoteConversation, Promoted, RemovedMember,
 };
 use crate::service::keys::KeyView;
 use crate::service::pagination::{Page, PageParams};
@@ -242,7 +243,7 @@ pub async fn assign_role(
     Json(input): Json<AssignRole>,
 ) -> Result<Reply<RoleAssigned>, ServiceError> {
     Ok(Reply::ok(
-        groups::assign_role(&state, &actor, G, id, member_id, input).await?,
+        contexts::assign_role(&state, &actor, G, id, member_id, input).await?,
         "Role assigned",
     ))
 }

@@ -2,6 +2,7 @@
 //! calls one service function and wraps the result in the envelope.
 
 pub mod auth;
+pub mod channels;
 pub mod conversations;
 pub mod envelope;
 pub mod extract;
@@ -39,6 +40,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "members", description = "Members, blocking and presence"),
         (name = "conversations", description = "Direct messages"),
         (name = "groups", description = "Group chats, their keys, roles and moderation"),
+        (name = "channels", description = "Channels: visibility, invites, moderation"),
         (name = "operations", description = "Probes and the API document"),
     )
 )]
@@ -86,7 +88,22 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(groups::unreact))
         .routes(routes!(groups::pin, groups::unpin))
         .routes(routes!(groups::mute, groups::unmute))
-        .routes(routes!(groups::keys));
+        .routes(routes!(groups::keys))
+        .routes(routes!(channels::create, channels::list))
+        .routes(routes!(channels::get, channels::update, channels::delete))
+        .routes(routes!(channels::join))
+        .routes(routes!(channels::leave))
+        .routes(routes!(channels::kick))
+        .routes(routes!(channels::create_invite))
+        .routes(routes!(channels::redeem))
+        .routes(routes!(channels::send, channels::history))
+        .routes(routes!(channels::edit, channels::delete_message))
+        .routes(routes!(channels::assign_role))
+        .routes(routes!(channels::react))
+        .routes(routes!(channels::unreact))
+        .routes(routes!(channels::pin, channels::unpin))
+        .routes(routes!(channels::mute, channels::unmute))
+        .routes(routes!(channels::keys));
     (public, protected)
 }
 

@@ -13,9 +13,9 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::contexts::{self, Departure, Kind, MemberEntry, access_to, lock_context, messages};
+use super::contexts::{self, Kind, Left, MemberEntry, access_to, lock_context, messages};
 use super::pagination::{CursorKey, Page, PageParams};
-use super::roles::{Permission, Role, may_assign};
+use super::roles::{Permission, Role};
 use super::{Actor, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
@@ -314,88 +314,11 @@ pub async fn remove_member(
     Ok(RemovedMember { removed: target })
 }
 
-/// `{"left": true}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Left {
-    pub left: bool,
-}
-
 /// Leaves a group. An owner hands over to the highest-ranked, longest-standing member;
 /// the last member leaving deletes the group.
 pub async fn leave(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Left> {
-    leave_context(state, actor, Kind::Group, id).await?;
+    contexts::leave_context(state, actor, Kind::Group, id).await?;
     Ok(Left { left: true })
-}
-
-/// Leaving, shared with channels.
-pub async fn leave_context(
-    state: &AppState,
-    actor: &Actor,
-    kind: Kind,
-    id: Uuid,
-) -> ServiceResult<Departure> {
-    contexts::require_member(&state.db.read, kind, id, actor).await?;
-    let now = now_ms();
-    let txn = state.db.write.begin().await?;
-    let context = lock_context(&txn, kind, id).await?;
-    let access = access_to(&txn, context, actor.member_id).await?;
-    let outcome = contexts::depart(state, &txn, &access.context, &access.membership, now).await?;
-    txn.commit().await?;
-    Ok(outcome)
-}
-
-/// `PUT …/roles/:memberId` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct AssignRole {
-    pub role: Role,
-}
-
-/// `{"memberId", "role"}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RoleAssigned {
-    pub member_id: Uuid,
-    pub role: Role,
-}
-
-/// Assigns a role (shared with channels). Needs `MANAGE_ROLES` and a rank above the
-/// target's; nobody hands out a role at or above their own, except the owner handing over
-/// `owner`, which makes the old owner an admin.
-pub async fn assign_role(
-    state: &AppState,
-    actor: &Actor,
-    kind: Kind,
-    id: Uuid,
-    target: Uuid,
-    input: AssignRole,
-) -> ServiceResult<RoleAssigned> {
-    let access = contexts::require_member(&state.db.read, kind, id, actor).await?;
-    access.require(Permission::ManageRoles)?;
-    let txn = state.db.write.begin().await?;
-    let context = lock_context(&txn, kind, id).await?;
-    let access = access_to(&txn, context, actor.member_id).await?;
-    access.require(Permission::ManageRoles)?;
-    let row = contexts::membership(&txn, id, target)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("Member not found in this context"))?;
-    let current = Role::parse(&row.role);
-    if target == actor.member_id {
-        return Err(ServiceError::forbidden("You cannot change your own role"));
-    }
-    if !may_assign(access.role, current, input.role) {
-        return Err(ServiceError::forbidden(
-            "You can only assign roles below your own to members ranked below you",
-        ));
-    }
-    if input.role == Role::Owner {
-        contexts::set_role(&txn, id, actor.member_id, Role::Admin).await?;
-    }
-    contexts::set_role(&txn, id, target, input.role).await?;
-    txn.commit().await?;
-    Ok(RoleAssigned {
-        member_id: target,
-        role: input.role,
-    })
 }
 
 /// `POST /api/conversations/:id/promote` body.

@@ -6,6 +6,7 @@
 //! [`ServiceResult`](crate::error::ServiceResult).
 
 pub mod auth;
+pub mod channels;
 pub mod contexts;
 pub mod conversations;
 pub mod groups;

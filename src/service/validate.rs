@@ -90,6 +90,45 @@ pub fn mute_duration(duration_ms: i64) -> ServiceResult<i64> {
     }
 }
 
+/// Longest channel topic, in Unicode scalar values.
+pub const MAX_TOPIC_CHARS: usize = 1_000;
+
+/// Channel names: 1..=80 of `a-z 0-9 - _`, starting with a letter or digit. Nothing is
+/// rewritten: anything else is refused.
+pub fn channel_name(name: &str) -> ServiceResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 80
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::validation(
+            "name must be 1 to 80 of a-z, 0-9, - and _, starting with a letter or digit",
+        ))
+    }
+}
+
+/// Channel topics: at most 1,000 characters, no control characters other than newlines.
+pub fn topic(topic: &str) -> ServiceResult<()> {
+    if topic.chars().count() > MAX_TOPIC_CHARS {
+        return Err(ServiceError::validation(
+            "topic must be at most 1000 characters",
+        ));
+    }
+    if topic.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ServiceError::validation(
+            "topic must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +152,35 @@ mod tests {
         assert!(mute_duration(0).is_err());
         assert!(mute_duration(MAX_MUTE_MS).is_ok());
         assert!(mute_duration(MAX_MUTE_MS + 1).is_err());
+    }
+
+    #[test]
+    fn channel_names() {
+        for good in ["general", "a", "0day", "dev-chat_2", &"x".repeat(80)] {
+            assert!(channel_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "General",
+            "-x",
+            "_x",
+            "has space",
+            "café",
+            &"x".repeat(81),
+            "a.b",
+        ] {
+            assert!(channel_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn channel_names_match_the_rule(s in "[a-z0-9_A-Z. -]{0,90}|\\PC{0,20}") {
+            let expected = !s.is_empty() && s.len() <= 80
+                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+                && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            prop_assert_eq!(channel_name(&s).is_ok(), expected);
+        }
     }
 
     proptest! {

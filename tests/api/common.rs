@@ -429,3 +429,62 @@ impl TestServer {
         .data(200);
     }
 }
+
+impl TestServer {
+    /// Creates a channel owned by `owner`; returns its id.
+    pub async fn channel(
+        &self,
+        owner: &TestMember,
+        name: &str,
+        visibility: &str,
+        history_visible: bool,
+    ) -> String {
+        let answer = self
+            .post(
+                "/api/channels",
+                Some(&owner.token),
+                json!({"name": name, "visibility": visibility, "topic": "A topic", "historyVisibleToNewMembers": history_visible}),
+            )
+            .await;
+        answer.data(201)["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates an invite as `by` and returns its token.
+    pub async fn invite(&self, by: &TestMember, channel: &str, body: Value) -> String {
+        let answer = self
+            .post(
+                &format!("/api/channels/{channel}/invites"),
+                Some(&by.token),
+                body,
+            )
+            .await;
+        answer.data(201)["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    /// Brings `member` into a channel with a fresh invite made by `owner`.
+    pub async fn invite_in(&self, owner: &TestMember, channel: &str, member: &TestMember) {
+        let token = self.invite(owner, channel, json!({})).await;
+        self.post(
+            &format!("/api/channels/{channel}/invites/{token}/redeem"),
+            Some(&member.token),
+            json!({}),
+        )
+        .await
+        .data(200);
+    }
+
+    /// Sends a channel message and returns it.
+    pub async fn channel_message(&self, from: &TestMember, channel: &str, content: &str) -> Value {
+        self.post(
+            &format!("/api/channels/{channel}/messages"),
+            Some(&from.token),
+            json!({"content": content}),
+        )
+        .await
+        .data(201)
+        .clone()
+    }
+}

@@ -7,6 +7,9 @@ mod common;
 
 mod auth;
 mod binary;
+mod channel_invites;
+mod channel_visibility;
+mod channels;
 mod conversations;
 mod crypto_vectors;
 mod group_concurrency;

@@ -116,7 +116,10 @@ fn view(
 
 /// Whether the member may see this message (channels may hide history from newcomers).
 fn visible_to(access: &Access, message: &context_message::Model) -> bool {
-    access.context.history_visible || message.created_at >= access.membership.joined_at
+    access
+        .membership
+        .history_after
+        .is_none_or(|after| message.id > after)
 }
 
 /// A message of the context that the member may see, or 404.
@@ -207,8 +210,8 @@ pub async fn history(
     let request = state.cursors.request(&scope, params, true)?;
     let mut query =
         context_message::Entity::find().filter(context_message::Column::ContextId.eq(context_id));
-    if !access.context.history_visible {
-        query = query.filter(context_message::Column::CreatedAt.gte(access.membership.joined_at));
+    if let Some(after) = access.membership.history_after {
+        query = query.filter(context_message::Column::Id.gt(after));
     }
     query = match (request.direction, request.after) {
         (Direction::Forward, Some(after)) => query.filter(context_message::Column::Id.gt(after.id)),

@@ -6,13 +6,14 @@ pub mod messages;
 
 use entity::{context, context_member, member};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::keys::{self, Recipient};
-use super::roles::{Permission, Role};
+use super::roles::{Permission, Role, may_assign};
 use super::{Actor, validate};
 use crate::error::{ServiceError, ServiceResult};
 use crate::state::AppState;
@@ -214,9 +215,10 @@ pub async fn recipients(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResul
         .collect())
 }
 
-/// Adds members to a context inside a locked transaction. They get wrapped copies of the
-/// earlier epochs when `with_history`; with `rotate`, a new epoch is made for everyone
-/// (otherwise they get the current one only through `with_history`).
+/// Adds members to a context inside a locked transaction. With `with_history` they get
+/// wrapped copies of every earlier epoch and see all earlier messages; without it they see
+/// only messages issued after they joined. With `rotate`, a new epoch is made for
+/// everyone (a context's first members always get epoch 1).
 pub async fn admit(
     state: &AppState,
     txn: &impl ConnectionTrait,
@@ -227,6 +229,12 @@ pub async fn admit(
     now: i64,
 ) -> ServiceResult<Option<i32>> {
     let ids: Vec<Uuid> = newcomers.iter().map(|(id, _)| *id).collect();
+    // Without history, newcomers see only messages issued after this point.
+    let history_after = if with_history {
+        None
+    } else {
+        context.last_issued_id
+    };
     let rows = newcomers
         .iter()
         .map(|(id, role)| context_member::ActiveModel {
@@ -235,6 +243,7 @@ pub async fn admit(
             role: Set(role.as_str().to_owned()),
             joined_at: Set(now),
             muted_until: Set(None),
+            history_after: Set(history_after),
         });
     context_member::Entity::insert_many(rows)
         .exec_without_returning(txn)
@@ -439,4 +448,82 @@ pub async fn keys(
 ) -> ServiceResult<super::pagination::Page<keys::KeyView>> {
     require_member(&state.db.read, kind, context_id, actor).await?;
     keys::list_for_member(state, context_id, actor.member_id, params).await
+}
+
+/// `{"left": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Left {
+    pub left: bool,
+}
+
+/// Leaves a group or channel: an owner hands over to the highest-ranked, longest-standing
+/// member; the last member leaving deletes it; otherwise the key rotates.
+pub async fn leave_context(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    id: Uuid,
+) -> ServiceResult<Departure> {
+    require_member(&state.db.read, kind, id, actor).await?;
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let context = lock_context(&txn, kind, id).await?;
+    let access = access_to(&txn, context, actor.member_id).await?;
+    let outcome = depart(state, &txn, &access.context, &access.membership, now).await?;
+    txn.commit().await?;
+    Ok(outcome)
+}
+
+/// `PUT …/roles/:memberId` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct AssignRole {
+    pub role: Role,
+}
+
+/// `{"memberId", "role"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssigned {
+    pub member_id: Uuid,
+    pub role: Role,
+}
+
+/// Assigns a role (shared with channels). Needs `MANAGE_ROLES` and a rank above the
+/// target's; nobody hands out a role at or above their own, except the owner handing over
+/// `owner`, which makes the old owner an admin.
+pub async fn assign_role(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    id: Uuid,
+    target: Uuid,
+    input: AssignRole,
+) -> ServiceResult<RoleAssigned> {
+    let access = require_member(&state.db.read, kind, id, actor).await?;
+    access.require(Permission::ManageRoles)?;
+    let txn = state.db.write.begin().await?;
+    let context = lock_context(&txn, kind, id).await?;
+    let access = access_to(&txn, context, actor.member_id).await?;
+    access.require(Permission::ManageRoles)?;
+    let row = membership(&txn, id, target)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Member not found in this context"))?;
+    let current = Role::parse(&row.role);
+    if target == actor.member_id {
+        return Err(ServiceError::forbidden("You cannot change your own role"));
+    }
+    if !may_assign(access.role, current, input.role) {
+        return Err(ServiceError::forbidden(
+            "You can only assign roles below your own to members ranked below you",
+        ));
+    }
+    if input.role == Role::Owner {
+        set_role(&txn, id, actor.member_id, Role::Admin).await?;
+    }
+    set_role(&txn, id, target, input.role).await?;
+    txn.commit().await?;
+    Ok(RoleAssigned {
+        member_id: target,
+        role: input.role,
+    })
 }

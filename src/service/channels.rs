@@ -1,0 +1,604 @@
+//! Channels (reference "Channels", CONTRACT.md "Lists and pagination", "Roles and
+//! moderation"): visibility, listing, settings, joining, invites, kicks. Messages,
+//! reactions, pins, mutes, roles and keys are the shared context functions with
+//! [`Kind::Channel`].
+//!
+//! Who sees what, for a non-member: `public` channels are listed and readable as metadata
+//! and may be joined; `private` ones are listed but answer 403 and need an invite; `secret`
+//! ones are not listed, answer 403 and need an invite; `invisible` ones do not exist for
+//! non-members (404 on every route) and need an invite.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entity::{context, context_member, invite};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::contexts::{self, Departure, Kind, MemberEntry, access_to, lock_context, messages};
+use super::pagination::{CursorKey, Page, PageParams};
+use super::roles::{Permission, Role};
+use super::{Actor, unique_violation_or, validate};
+use crate::crypto;
+use crate::error::{ServiceError, ServiceResult};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339};
+
+const C: Kind = Kind::Channel;
+/// Largest `maxUses` of an invite.
+pub const MAX_INVITE_USES: i64 = 100_000;
+/// Shortest and longest `expiresInMs` of an invite (1 s .. 365 days).
+pub const INVITE_EXPIRY_RANGE: std::ops::RangeInclusive<i64> = 1_000..=31_536_000_000;
+
+/// A channel's visibility.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Listed; anyone may join.
+    Public,
+    /// Listed; invite only.
+    Private,
+    /// Not listed; invite only.
+    Secret,
+    /// Hidden from non-members entirely; invite only.
+    Invisible,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+            Visibility::Secret => "secret",
+            Visibility::Invisible => "invisible",
+        }
+    }
+
+    pub fn parse(value: Option<&str>) -> Visibility {
+        match value {
+            Some("public") => Visibility::Public,
+            Some("private") => Visibility::Private,
+            Some("secret") => Visibility::Secret,
+            _ => Visibility::Invisible,
+        }
+    }
+}
+
+/// `POST /api/channels` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateChannel {
+    /// 1..=80 of `a-z 0-9 - _`, starting with a letter or digit; unique.
+    pub name: String,
+    pub topic: Option<String>,
+    pub visibility: Visibility,
+    /// Whether members who join later read earlier messages (default true).
+    pub history_visible_to_new_members: Option<bool>,
+}
+
+/// A channel's metadata.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelView {
+    pub id: Uuid,
+    pub name: String,
+    pub topic: Option<String>,
+    pub visibility: Visibility,
+    pub creator_id: Uuid,
+    pub members: Vec<MemberEntry>,
+    pub member_count: usize,
+    pub pinned_message_ids: Vec<Uuid>,
+    pub history_visible_to_new_members: bool,
+    pub created_at: String,
+    pub last_message_at: Option<String>,
+    /// The key epoch new messages use.
+    pub key_epoch: i32,
+}
+
+/// A channel in a listing.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub topic: Option<String>,
+    pub visibility: Visibility,
+    pub member_count: u64,
+    pub last_message_at: Option<String>,
+}
+
+/// `PUT /api/channels/:id` body: every field optional.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateChannel {
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub history_visible_to_new_members: Option<bool>,
+}
+
+/// The settings after an update.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelSettings {
+    pub id: Uuid,
+    pub name: String,
+    pub topic: Option<String>,
+    pub visibility: Visibility,
+    pub history_visible_to_new_members: bool,
+}
+
+fn channel_view(
+    c: &context::Model,
+    members: &[context_member::Model],
+    pinned: Vec<Uuid>,
+) -> ChannelView {
+    let now = now_ms();
+    ChannelView {
+        id: c.id,
+        name: c.name.clone(),
+        topic: c.topic.clone(),
+        visibility: Visibility::parse(c.visibility.as_deref()),
+        creator_id: c.creator_id,
+        members: members
+            .iter()
+            .map(|m| MemberEntry::from_row(m, now))
+            .collect(),
+        member_count: members.len(),
+        pinned_message_ids: pinned,
+        history_visible_to_new_members: c.history_visible,
+        created_at: rfc3339(c.created_at),
+        last_message_at: c.last_message_at.map(rfc3339),
+        key_epoch: c.current_epoch,
+    }
+}
+
+fn name_taken() -> ServiceError {
+    ServiceError::already_exists("Channel name already taken")
+}
+
+/// Creates a channel; the creator is its owner and holds epoch 1.
+pub async fn create(
+    state: &AppState,
+    actor: &Actor,
+    input: CreateChannel,
+) -> ServiceResult<ChannelView> {
+    validate::channel_name(&input.name)?;
+    if let Some(topic) = &input.topic {
+        validate::topic(topic)?;
+    }
+    let now = now_ms();
+    let model = context::Model {
+        id: Uuid::now_v7(),
+        kind: C.as_str().to_owned(),
+        name: input.name.clone(),
+        unique_name: Some(input.name.clone()),
+        creator_id: actor.member_id,
+        created_at: now,
+        last_message_at: None,
+        activity_at: now,
+        last_issued_id: None,
+        current_epoch: 0,
+        promoted_from: None,
+        topic: input.topic.clone(),
+        visibility: Some(input.visibility.as_str().to_owned()),
+        history_visible: input.history_visible_to_new_members.unwrap_or(true),
+    };
+    let txn = state.db.write.begin().await?;
+    context::Entity::insert(context::ActiveModel {
+        id: Set(model.id),
+        kind: Set(model.kind.clone()),
+        name: Set(model.name.clone()),
+        unique_name: Set(model.unique_name.clone()),
+        creator_id: Set(model.creator_id),
+        created_at: Set(now),
+        last_message_at: Set(None),
+        activity_at: Set(now),
+        last_issued_id: Set(None),
+        current_epoch: Set(0),
+        promoted_from: Set(None),
+        topic: Set(model.topic.clone()),
+        visibility: Set(model.visibility.clone()),
+        history_visible: Set(model.history_visible),
+    })
+    .exec_without_returning(&txn)
+    .await
+    .map_err(|err| unique_violation_or(err, name_taken()))?;
+    contexts::admit(
+        state,
+        &txn,
+        &model,
+        &[(actor.member_id, Role::Owner)],
+        true,
+        true,
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    view_of(state, model.id).await
+}
+
+async fn view_of(state: &AppState, id: Uuid) -> ServiceResult<ChannelView> {
+    let channel = contexts::find_context(&state.db.read, C, id).await?;
+    let members = contexts::members_of(&state.db.read, id).await?;
+    let pinned = messages::pinned_ids(&state.db.read, id).await?;
+    Ok(channel_view(&channel, &members, pinned))
+}
+
+/// Channel metadata. Non-members: public 200, private and secret 403, invisible 404.
+pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<ChannelView> {
+    let channel = contexts::find_context(&state.db.read, C, id).await?;
+    let public = Visibility::parse(channel.visibility.as_deref()) == Visibility::Public;
+    if !public {
+        access_to(&state.db.read, channel, actor.member_id).await?;
+    }
+    view_of(state, id).await
+}
+
+/// Channels the actor can discover: public and private ones, plus secret and invisible
+/// ones it belongs to; most recent activity first.
+pub async fn list(
+    state: &AppState,
+    actor: &Actor,
+    params: &PageParams,
+) -> ServiceResult<Page<ChannelSummary>> {
+    let scope = format!("channels:{}", actor.member_id);
+    let request = state.cursors.request(&scope, params, false)?;
+    let mine = Query::select()
+        .column(context_member::Column::ContextId)
+        .from(context_member::Entity)
+        .and_where(context_member::Column::MemberId.eq(actor.member_id))
+        .to_owned();
+    let mut query = context::Entity::find()
+        .filter(context::Column::Kind.eq(C.as_str()))
+        .filter(
+            Condition::any()
+                .add(
+                    context::Column::Visibility
+                        .is_in([Visibility::Public.as_str(), Visibility::Private.as_str()]),
+                )
+                .add(context::Column::Id.in_subquery(mine)),
+        );
+    if let Some(after) = request.after {
+        query = query.filter(
+            Condition::any()
+                .add(context::Column::ActivityAt.lt(after.time))
+                .add(
+                    Condition::all()
+                        .add(context::Column::ActivityAt.eq(after.time))
+                        .add(context::Column::Id.lt(after.id)),
+                ),
+        );
+    }
+    let rows = query
+        .order_by_desc(context::Column::ActivityAt)
+        .order_by_desc(context::Column::Id)
+        .limit(request.limit + 1)
+        .all(&state.db.read)
+        .await?;
+    let page = state.cursors.page(&scope, &request, rows, |c| CursorKey {
+        time: c.activity_at,
+        id: c.id,
+    });
+    // Member counts of the whole page in one grouped query.
+    let ids: Vec<Uuid> = page.items.iter().map(|c| c.id).collect();
+    let counts: HashMap<Uuid, i64> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        context_member::Entity::find()
+            .select_only()
+            .column(context_member::Column::ContextId)
+            .column_as(Expr::col(context_member::Column::MemberId).count(), "count")
+            .filter(context_member::Column::ContextId.is_in(ids))
+            .group_by(context_member::Column::ContextId)
+            .into_tuple::<(Uuid, i64)>()
+            .all(&state.db.read)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    Ok(page.map(|c| ChannelSummary {
+        member_count: u64::try_from(counts.get(&c.id).copied().unwrap_or(0)).unwrap_or(0),
+        id: c.id,
+        name: c.name,
+        topic: c.topic,
+        visibility: Visibility::parse(c.visibility.as_deref()),
+        last_message_at: c.last_message_at.map(rfc3339),
+    }))
+}
+
+/// Updates the given settings (owner only: `MANAGE_CHANNEL`). A taken name is 409.
+pub async fn update(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    input: UpdateChannel,
+) -> ServiceResult<ChannelSettings> {
+    if let Some(name) = &input.name {
+        validate::channel_name(name)?;
+    }
+    if let Some(topic) = &input.topic {
+        validate::topic(topic)?;
+    }
+    let access = contexts::require_member(&state.db.read, C, id, actor).await?;
+    access.require(Permission::ManageChannel)?;
+    let mut update = context::Entity::update_many().filter(context::Column::Id.eq(id));
+    let mut channel = access.context;
+    if let Some(name) = input.name {
+        update = update
+            .col_expr(context::Column::Name, name.clone().into())
+            .col_expr(context::Column::UniqueName, Some(name.clone()).into());
+        channel.name = name;
+    }
+    if let Some(topic) = input.topic {
+        update = update.col_expr(context::Column::Topic, Some(topic.clone()).into());
+        channel.topic = Some(topic);
+    }
+    if let Some(visibility) = input.visibility {
+        update = update.col_expr(
+            context::Column::Visibility,
+            Some(visibility.as_str().to_owned()).into(),
+        );
+        channel.visibility = Some(visibility.as_str().to_owned());
+    }
+    if let Some(history) = input.history_visible_to_new_members {
+        update = update.col_expr(context::Column::HistoryVisible, history.into());
+        channel.history_visible = history;
+    }
+    update
+        .col_expr(context::Column::Kind, C.as_str().into())
+        .exec(&state.db.write)
+        .await
+        .map_err(|err| unique_violation_or(err, name_taken()))?;
+    Ok(ChannelSettings {
+        id,
+        name: channel.name,
+        topic: channel.topic,
+        visibility: Visibility::parse(channel.visibility.as_deref()),
+        history_visible_to_new_members: channel.history_visible,
+    })
+}
+
+/// `{"deleted": true}`.
+pub use messages::Deleted;
+
+/// Deletes a channel with its messages, keys, invites and pins (owner only).
+pub async fn delete(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Deleted> {
+    let access = contexts::require_member(&state.db.read, C, id, actor).await?;
+    access.require(Permission::ManageChannel)?;
+    context::Entity::delete_by_id(id)
+        .exec(&state.db.write)
+        .await?;
+    Ok(Deleted { deleted: true })
+}
+
+/// `{"joined": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Joined {
+    pub joined: bool,
+}
+
+/// Admits the actor inside a locked transaction: 409 when already a member. Earlier
+/// epochs and messages when the channel shows history to newcomers; otherwise the key
+/// rotates so the newcomer's key opens nothing sent before it joined.
+async fn admit_self(
+    state: &AppState,
+    txn: &impl sea_orm::ConnectionTrait,
+    channel: &context::Model,
+    actor: &Actor,
+    now: i64,
+) -> ServiceResult<()> {
+    if contexts::membership(txn, channel.id, actor.member_id)
+        .await?
+        .is_some()
+    {
+        return Err(ServiceError::already_exists("Already a member"));
+    }
+    let with_history = channel.history_visible;
+    contexts::admit(
+        state,
+        txn,
+        channel,
+        &[(actor.member_id, Role::Member)],
+        with_history,
+        !with_history,
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Joins a public channel. Others need an invite (403; invisible ones are 404).
+pub async fn join(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Joined> {
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let channel = lock_context(&txn, C, id).await?;
+    let visibility = Visibility::parse(channel.visibility.as_deref());
+    let member = contexts::membership(&txn, id, actor.member_id)
+        .await?
+        .is_some();
+    if visibility != Visibility::Public && !member {
+        return Err(if visibility == Visibility::Invisible {
+            C.not_found()
+        } else {
+            ServiceError::forbidden("Join denied: the channel is not public")
+        });
+    }
+    admit_self(state, &txn, &channel, actor, now).await?;
+    txn.commit().await?;
+    Ok(Joined { joined: true })
+}
+
+/// `{"left": true}`.
+pub use super::contexts::Left;
+
+/// Leaves a channel; the key rotates (the last member leaving deletes the channel).
+pub async fn leave(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Left> {
+    contexts::leave_context(state, actor, C, id).await?;
+    Ok(Left { left: true })
+}
+
+/// `{"kicked": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Kicked {
+    pub kicked: bool,
+}
+
+/// Kicks a member ranked below the actor (`KICK_MEMBERS`); the key rotates.
+pub async fn kick(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    target: Uuid,
+) -> ServiceResult<Kicked> {
+    let access = contexts::require_member(&state.db.read, C, id, actor).await?;
+    access.require(Permission::KickMembers)?;
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let channel = lock_context(&txn, C, id).await?;
+    let access = access_to(&txn, channel, actor.member_id).await?;
+    access.require(Permission::KickMembers)?;
+    let row = contexts::target_below(&txn, &access, target).await?;
+    let outcome = contexts::depart(state, &txn, &access.context, &row, now).await?;
+    txn.commit().await?;
+    debug_assert!(matches!(outcome, Departure::Rotated { .. }));
+    Ok(Kicked { kicked: true })
+}
+
+/// `POST /api/channels/:id/invites` body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateInvite {
+    /// 1..=100,000; omitted: unlimited.
+    pub max_uses: Option<i64>,
+    /// 1,000..=31,536,000,000 ms; omitted: never expires.
+    pub expires_in_ms: Option<i64>,
+}
+
+/// An invite as its creator sees it (the token is shown only here).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteView {
+    pub token: String,
+    pub channel_id: Uuid,
+    pub max_uses: Option<i64>,
+    pub uses_remaining: Option<i64>,
+    pub expires_at: Option<String>,
+    pub created_by: Uuid,
+}
+
+fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Creates an invite (`CREATE_INVITES`): 192 random bits, stored only as a hash.
+pub async fn create_invite(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    input: CreateInvite,
+) -> ServiceResult<InviteView> {
+    if let Some(max) = input.max_uses
+        && !(1..=MAX_INVITE_USES).contains(&max)
+    {
+        return Err(ServiceError::validation(
+            "maxUses must be between 1 and 100000",
+        ));
+    }
+    if let Some(ms) = input.expires_in_ms
+        && !INVITE_EXPIRY_RANGE.contains(&ms)
+    {
+        return Err(ServiceError::validation(
+            "expiresInMs must be between 1000 and 31536000000",
+        ));
+    }
+    let access = contexts::require_member(&state.db.read, C, id, actor).await?;
+    access.require(Permission::CreateInvites)?;
+    let now = now_ms();
+    let token = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<24>());
+    let expires_at = input.expires_in_ms.map(|ms| now + ms);
+    invite::Entity::insert(invite::ActiveModel {
+        token_hash: Set(hash_token(&token)),
+        channel_id: Set(id),
+        created_by: Set(actor.member_id),
+        created_at: Set(now),
+        max_uses: Set(input.max_uses.map(|m| m as i32)),
+        uses: Set(0),
+        expires_at: Set(expires_at),
+    })
+    .exec_without_returning(&state.db.write)
+    .await?;
+    Ok(InviteView {
+        token,
+        channel_id: id,
+        max_uses: input.max_uses,
+        uses_remaining: input.max_uses,
+        expires_at: expires_at.map(rfc3339),
+        created_by: actor.member_id,
+    })
+}
+
+/// `{"redeemed": true}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Redeemed {
+    pub redeemed: bool,
+}
+
+/// Redeems an invite at its own channel's path: 404 for an unknown token or another
+/// channel's, 409 for a member, 410 when expired or used up. The use is counted with one
+/// conditional `UPDATE`, so concurrent redemptions never exceed `maxUses`, on any number of
+/// nodes.
+pub async fn redeem(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    token: &str,
+) -> ServiceResult<Redeemed> {
+    let not_found = || ServiceError::not_found("Invite token not found");
+    if token.is_empty() || token.len() > 128 {
+        return Err(not_found());
+    }
+    let hash = hash_token(token);
+    let now = now_ms();
+    let txn = state.db.write.begin().await?;
+    let channel = lock_context(&txn, C, id).await?;
+    invite::Entity::find_by_id(hash.clone())
+        .filter(invite::Column::ChannelId.eq(id))
+        .one(&txn)
+        .await?
+        .ok_or_else(not_found)?;
+    if contexts::membership(&txn, id, actor.member_id)
+        .await?
+        .is_some()
+    {
+        return Err(ServiceError::already_exists("Already a member"));
+    }
+    let counted = invite::Entity::update_many()
+        .col_expr(invite::Column::Uses, Expr::col(invite::Column::Uses).add(1))
+        .filter(invite::Column::TokenHash.eq(hash))
+        .filter(
+            Condition::any()
+                .add(invite::Column::MaxUses.is_null())
+                .add(Expr::col(invite::Column::Uses).lt(Expr::col(invite::Column::MaxUses))),
+        )
+        .filter(
+            Condition::any()
+                .add(invite::Column::ExpiresAt.is_null())
+                .add(invite::Column::ExpiresAt.gt(now)),
+        )
+        .exec(&txn)
+        .await?;
+    if counted.rows_affected != 1 {
+        return Err(ServiceError::Gone("Invite expired or fully used".into()));
+    }
+    admit_self(state, &txn, &channel, actor, now).await?;
+    txn.commit().await?;
+    Ok(Redeemed { redeemed: true })
+}

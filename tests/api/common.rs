@@ -16,6 +16,8 @@ use uuid::Uuid;
 /// A running server with its own database.
 pub struct TestServer {
     pub base: String,
+    /// The settings it runs with (a second server on the same database can reuse them).
+    pub config: Config,
     pub client: reqwest::Client,
     pub state: brightchat::AppState,
     pub data_dir: PathBuf,
@@ -189,7 +191,18 @@ impl TestServer {
             config.database_url = Some(fresh_postgres(&admin_url).await);
         }
         adjust(&mut config);
-        let app = brightchat::build(config).await.expect("the app builds");
+        Self::serve(config, dir).await
+    }
+
+    /// Another server on the same database and data dir, as after a restart.
+    pub async fn restart(&self) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::serve(self.config.clone(), dir).await
+    }
+
+    async fn serve(config: Config, dir: tempfile::TempDir) -> Self {
+        let data_dir = config.data_dir.clone();
+        let app = brightchat::build(config.clone()).await.expect("the app builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -198,6 +211,7 @@ impl TestServer {
             axum::serve(listener, app.router).await.ok();
         });
         Self {
+            config,
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             state: app.state,

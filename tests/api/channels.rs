@@ -644,16 +644,33 @@ async fn a_mute_survives_a_restart() {
     let ada = server.member("Ada").await;
     let bob = server.member("Bob").await;
     let id = server.channel(&ada, "general", "public", true).await;
-    server.post(&format!("/api/channels/{id}/join"), Some(&bob.token), json!({})).await.data(200);
     server
-        .post(&format!("/api/channels/{id}/mute/{}", bob.id), Some(&ada.token), json!({"durationMs": 600_000}))
+        .post(
+            &format!("/api/channels/{id}/join"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await
+        .data(200);
+    server
+        .post(
+            &format!("/api/channels/{id}/mute/{}", bob.id),
+            Some(&ada.token),
+            json!({"durationMs": 600_000}),
+        )
         .await
         .data(200);
 
     let restarted = server.restart().await;
     restarted
-        .post(&format!("/api/channels/{id}/messages"), Some(&bob.token), json!({"content": "let me speak"}))
+        .post(
+            &format!("/api/channels/{id}/messages"),
+            Some(&bob.token),
+            json!({"content": "let me speak"}),
+        )
         .await
         .error(403, "FORBIDDEN");
-    restarted.channel_message(&ada, &id, "still moderated").await;
+    restarted
+        .channel_message(&ada, &id, "still moderated")
+        .await;
 }

@@ -202,7 +202,9 @@ impl TestServer {
 
     async fn serve(config: Config, dir: tempfile::TempDir) -> Self {
         let data_dir = config.data_dir.clone();
-        let app = brightchat::build(config.clone()).await.expect("the app builds");
+        let app = brightchat::build(config.clone())
+            .await
+            .expect("the app builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

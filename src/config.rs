@@ -56,6 +56,16 @@ pub struct Config {
     pub token_ttl: Duration,
     /// `BRIGHTCHAT_LOG_FORMAT` (`text` | `json`), default `text`.
     pub log_format: LogFormat,
+    /// `BRIGHTCHAT_EVENT_RETENTION_SECS`, default 300: how long events stay resumable.
+    pub event_retention: Duration,
+    /// `BRIGHTCHAT_IDLE_AFTER_SECS`, default 300: quiet time before a member shows idle.
+    pub idle_after: Duration,
+    /// `BRIGHTCHAT_WS_BUFFER`, default 1024: events a connection may fall behind before it
+    /// is dropped as too slow.
+    pub ws_buffer: usize,
+    /// `BRIGHTCHAT_WS_SEND_TIMEOUT_MS`, default 10000: how long one frame may take to send
+    /// before the connection is dropped as too slow.
+    pub ws_send_timeout: Duration,
 }
 
 impl Config {
@@ -73,6 +83,10 @@ impl Config {
             registration: Registration::Open,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             log_format: LogFormat::Text,
+            event_retention: Duration::from_secs(300),
+            idle_after: Duration::from_secs(300),
+            ws_buffer: 1024,
+            ws_send_timeout: Duration::from_secs(10),
         }
     }
 
@@ -158,6 +172,18 @@ impl Config {
                 })?;
             config.token_ttl = Duration::from_secs(secs);
         }
+        if let Some(secs) = number(&get, "BRIGHTCHAT_EVENT_RETENTION_SECS", 10, 86_400)? {
+            config.event_retention = Duration::from_secs(secs);
+        }
+        if let Some(secs) = number(&get, "BRIGHTCHAT_IDLE_AFTER_SECS", 1, 86_400)? {
+            config.idle_after = Duration::from_secs(secs);
+        }
+        if let Some(events) = number(&get, "BRIGHTCHAT_WS_BUFFER", 16, 1_000_000)? {
+            config.ws_buffer = events as usize;
+        }
+        if let Some(ms) = number(&get, "BRIGHTCHAT_WS_SEND_TIMEOUT_MS", 100, 600_000)? {
+            config.ws_send_timeout = Duration::from_millis(ms);
+        }
         if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
             config.log_format = match value.trim() {
                 "text" => LogFormat::Text,
@@ -188,6 +214,28 @@ impl Config {
     pub fn is_sqlite(&self) -> bool {
         self.effective_database_url().starts_with("sqlite:")
     }
+}
+
+/// A whole number in `min..=max` from `variable`, if set.
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(value) = get(variable) else {
+        return Ok(None);
+    };
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .map(Some)
+        .ok_or(ConfigError {
+            variable,
+            problem: format!("must be a whole number from {min} to {max}"),
+        })
 }
 
 #[cfg(test)]
@@ -222,6 +270,10 @@ mod tests {
             ("BRIGHTCHAT_REDIS_URL", "http://x"),
             ("BRIGHTCHAT_MEILI_URL", "ftp://x"),
             ("BRIGHTCHAT_LOG_FORMAT", "xml"),
+            ("BRIGHTCHAT_EVENT_RETENTION_SECS", "1"),
+            ("BRIGHTCHAT_IDLE_AFTER_SECS", "soon"),
+            ("BRIGHTCHAT_WS_BUFFER", "0"),
+            ("BRIGHTCHAT_WS_SEND_TIMEOUT_MS", "5"),
         ] {
             let err = from(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");

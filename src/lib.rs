@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod rest;
 pub mod service;
@@ -48,6 +49,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     db::migrate(&db).await?;
     db::check_server_key(&db, &server_key).await?;
     let state = AppState::new(config, db, server_key);
+    events::outbox::spawn_relay(state.clone()).await?;
+    spawn_janitor(state.clone());
     let router = rest::router(state.clone());
     Ok(App { router, state })
 }
@@ -60,7 +63,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|err| anyhow::anyhow!("BRIGHTCHAT_BIND: cannot listen on {bind}: {err}"))?;
     tracing::info!(address = %bind, "BrightChat is serving");
-    spawn_janitor(app.state.clone());
     axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -68,12 +70,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prunes expired challenges and tokens every minute.
+/// Background upkeep: marks quiet members idle, prunes events past their retention and
+/// expired challenges and tokens.
 fn spawn_janitor(state: AppState) {
+    let idle_tick =
+        (state.config.idle_after / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
+    let presence_state = state.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(idle_tick);
         loop {
             tick.tick().await;
+            if let Err(err) = service::presence::sweep_idle(&presence_state).await {
+                tracing::warn!(error = %err, "marking idle members failed");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            if let Err(err) = events::outbox::prune(&state).await {
+                tracing::warn!(error = %err, "pruning old events failed");
+            }
             if let Err(err) = service::auth::prune_expired(&state).await {
                 tracing::warn!(error = %err, "pruning expired sign-in data failed");
             }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::crypto::ServerKey;
 use crate::db::Db;
+use crate::events::InProcessBus;
+use crate::events::outbox::EventHub;
 use crate::service::auth::TokenCache;
 use crate::service::keys::EpochKeyCache;
 use crate::service::pagination::CursorCodec;
@@ -24,11 +26,13 @@ pub struct Inner {
     pub tokens: TokenCache,
     pub epoch_keys: EpochKeyCache,
     pub presence: Presence,
+    pub events: EventHub,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db, server_key: ServerKey) -> Self {
         let cursors = CursorCodec::new(server_key.derive("brightchat cursor v1"));
+        let bus = std::sync::Arc::new(InProcessBus::new(config.ws_buffer));
         Self(Arc::new(Inner {
             config,
             db,
@@ -37,6 +41,7 @@ impl AppState {
             tokens: TokenCache::new(),
             epoch_keys: EpochKeyCache::new(),
             presence: Presence::default(),
+            events: EventHub::new(bus),
         }))
     }
 }

@@ -9,6 +9,8 @@ pub mod context_message;
 pub mod conversation;
 pub mod dm_message;
 pub mod epoch_key;
+pub mod event;
+pub mod event_seq;
 pub mod invite;
 pub mod member;
 pub mod member_key;

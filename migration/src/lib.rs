@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_members_and_dms;
 mod m20261129_000002_contexts;
+mod m20261129_000003_events;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_members_and_dms::Migration),
             Box::new(m20261129_000002_contexts::Migration),
+            Box::new(m20261129_000003_events::Migration),
         ]
     }
 }

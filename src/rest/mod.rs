@@ -9,6 +9,7 @@ pub mod extract;
 pub mod groups;
 pub mod health;
 pub mod members;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "conversations", description = "Direct messages"),
         (name = "groups", description = "Group chats, their keys, roles and moderation"),
         (name = "channels", description = "Channels: visibility, invites, moderation"),
+        (name = "events", description = "Real-time events over WebSocket"),
         (name = "operations", description = "Probes and the API document"),
     )
 )]
@@ -65,7 +67,8 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(health::readyz))
         .routes(routes!(members::register))
         .routes(routes!(auth::challenge))
-        .routes(routes!(auth::login));
+        .routes(routes!(auth::login))
+        .routes(routes!(ws::events));
     let protected = OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(members::me))

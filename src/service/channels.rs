@@ -28,6 +28,7 @@ use super::roles::{Permission, Role};
 use super::{Actor, unique_violation_or, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
+use crate::events::{ContextType, Event, EventType, outbox};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -211,6 +212,7 @@ pub async fn create(
     .exec_without_returning(&txn)
     .await
     .map_err(|err| unique_violation_or(err, name_taken()))?;
+    let mut events = Vec::new();
     contexts::admit(
         state,
         &txn,
@@ -218,10 +220,13 @@ pub async fn create(
         &[(actor.member_id, Role::Owner)],
         true,
         true,
+        true,
         now,
+        &mut events,
     )
     .await?;
-    txn.commit().await?;
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     view_of(state, model.id).await
 }
 
@@ -352,18 +357,28 @@ pub async fn update(
         update = update.col_expr(context::Column::HistoryVisible, history.into());
         channel.history_visible = history;
     }
+    let txn = state.db.write.begin().await?;
     update
         .col_expr(context::Column::Kind, C.as_str().into())
-        .exec(&state.db.write)
+        .exec(&txn)
         .await
         .map_err(|err| unique_violation_or(err, name_taken()))?;
-    Ok(ChannelSettings {
+    let settings = ChannelSettings {
         id,
         name: channel.name,
         topic: channel.topic,
         visibility: Visibility::parse(channel.visibility.as_deref()),
         history_visible_to_new_members: channel.history_visible,
-    })
+    };
+    let event = Event::for_context(
+        EventType::ChannelUpdated,
+        ContextType::Channel,
+        id,
+        &settings,
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
+    Ok(settings)
 }
 
 /// `{"deleted": true}`.
@@ -373,10 +388,32 @@ pub use messages::Deleted;
 pub async fn delete(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Deleted> {
     let access = contexts::require_member(&state.db.read, C, id, actor).await?;
     access.require(Permission::ManageChannel)?;
-    context::Entity::delete_by_id(id)
-        .exec(&state.db.write)
-        .await?;
+    let txn = state.db.write.begin().await?;
+    lock_context(&txn, C, id).await?;
+    // Everyone in it receives the deletion, and nothing of the channel after it.
+    let members: Vec<Uuid> = contexts::members_of(&txn, id)
+        .await?
+        .into_iter()
+        .map(|m| m.member_id)
+        .collect();
+    context::Entity::delete_by_id(id).exec(&txn).await?;
+    let event = Event::for_context(
+        EventType::ChannelDeleted,
+        ContextType::Channel,
+        id,
+        ChannelRef { channel_id: id },
+    )
+    .leaving(members);
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
     Ok(Deleted { deleted: true })
+}
+
+/// `{channelId}`: the data of `channel_deleted`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChannelRef {
+    channel_id: Uuid,
 }
 
 /// `{"joined": true}`.
@@ -394,6 +431,7 @@ async fn admit_self(
     channel: &context::Model,
     actor: &Actor,
     now: i64,
+    events: &mut Vec<Event>,
 ) -> ServiceResult<()> {
     if contexts::membership(txn, channel.id, actor.member_id)
         .await?
@@ -409,7 +447,9 @@ async fn admit_self(
         &[(actor.member_id, Role::Member)],
         with_history,
         !with_history,
+        true,
         now,
+        events,
     )
     .await?;
     Ok(())
@@ -431,8 +471,10 @@ pub async fn join(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Jo
             ServiceError::forbidden("Join denied: the channel is not public")
         });
     }
-    admit_self(state, &txn, &channel, actor, now).await?;
-    txn.commit().await?;
+    let mut events = Vec::new();
+    admit_self(state, &txn, &channel, actor, now, &mut events).await?;
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     Ok(Joined { joined: true })
 }
 
@@ -466,8 +508,19 @@ pub async fn kick(
     let access = access_to(&txn, channel, actor.member_id).await?;
     access.require(Permission::KickMembers)?;
     let row = contexts::target_below(&txn, &access, target).await?;
-    let outcome = contexts::depart(state, &txn, &access.context, &row, now).await?;
-    txn.commit().await?;
+    let mut events = Vec::new();
+    let outcome = contexts::depart(
+        state,
+        &txn,
+        &access.context,
+        &row,
+        contexts::DepartureReason::Removed,
+        now,
+        &mut events,
+    )
+    .await?;
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     debug_assert!(matches!(outcome, Departure::Rotated { .. }));
     Ok(Kicked { kicked: true })
 }
@@ -598,7 +651,9 @@ pub async fn redeem(
     if counted.rows_affected != 1 {
         return Err(ServiceError::Gone("Invite expired or fully used".into()));
     }
-    admit_self(state, &txn, &channel, actor, now).await?;
-    txn.commit().await?;
+    let mut events = Vec::new();
+    admit_self(state, &txn, &channel, actor, now, &mut events).await?;
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     Ok(Redeemed { redeemed: true })
 }

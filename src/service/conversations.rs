@@ -18,6 +18,7 @@ use super::pagination::{CursorKey, Direction, Page, PageParams};
 use super::{Actor, ids, members, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
+use crate::events::{ContextType, Event, EventType, outbox};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -77,6 +78,13 @@ pub struct ConversationView {
     pub last_message_at: String,
     /// The first 100 characters of the newest message; `null` when there is none.
     pub last_message_preview: Option<String>,
+}
+
+/// `{messageId}`: the data of delete and pin events.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRef {
+    pub message_id: Uuid,
 }
 
 /// `{"deleted": true}`.
@@ -144,7 +152,21 @@ pub async fn send(
         .filter(conversation::Column::Id.eq(conversation_id))
         .exec(&txn)
         .await?;
-    txn.commit().await?;
+    // Each participant's frame carries the copy encrypted for it.
+    let event = Event::for_members(
+        EventType::MessageSent,
+        ContextType::Conversation,
+        conversation_id,
+        vec![sender.id, recipient.id],
+        (),
+    )
+    .with_data_for(sender.id, DirectMessageView::for_reader(&model, sender.id))
+    .with_data_for(
+        recipient.id,
+        DirectMessageView::for_reader(&model, recipient.id),
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
     Ok(DirectMessageView::for_reader(&model, actor.member_id))
 }
 
@@ -247,6 +269,12 @@ async fn participant_conversation(
         ));
     }
     Ok(conversation)
+}
+
+/// The two participants of a conversation the actor takes part in (404 / 403 otherwise).
+pub async fn participants(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Vec<Uuid>> {
+    let conversation = participant_conversation(&state.db.read, actor, id).await?;
+    Ok(vec![conversation.member_low, conversation.member_high])
 }
 
 /// The actor's conversations, most recent activity first.
@@ -409,6 +437,14 @@ pub async fn delete_message(
             .exec(&txn)
             .await?;
     }
-    txn.commit().await?;
+    let event = Event::for_members(
+        EventType::MessageDeleted,
+        ContextType::Conversation,
+        conversation_id,
+        vec![conversation.member_low, conversation.member_high],
+        MessageRef { message_id },
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
     Ok(Deleted { deleted: true })
 }

@@ -19,6 +19,7 @@ use super::roles::{Permission, Role};
 use super::{Actor, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
+use crate::events::{ContextType, Event, EventType, outbox};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -150,22 +151,43 @@ pub async fn create(
     let group = insert_group(&txn, name, actor.member_id, None, now).await?;
     let mut newcomers = vec![(actor.member_id, Role::Owner)];
     newcomers.extend(others.iter().map(|id| (*id, Role::Member)));
-    contexts::admit(state, &txn, &group, &newcomers, false, true, now).await?;
-    txn.commit().await?;
-    get_view(state, group.id).await
+    let mut events = Vec::new();
+    contexts::admit(
+        state,
+        &txn,
+        &group,
+        &newcomers,
+        false,
+        true,
+        false,
+        now,
+        &mut events,
+    )
+    .await?;
+    let view = view_in(&txn, group.id).await?;
+    events.push(created_event(&view));
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
+    Ok(view)
 }
 
-async fn get_view(state: &AppState, id: Uuid) -> ServiceResult<GroupView> {
-    let group = contexts::find_context(&state.db.read, Kind::Group, id).await?;
-    let members = contexts::members_of(&state.db.read, id).await?;
-    let pinned = messages::pinned_ids(&state.db.read, id).await?;
+/// `group_created`, which also makes every initial member a subscriber of the group.
+fn created_event(view: &GroupView) -> Event {
+    let members = view.members.iter().map(|m| m.member_id).collect();
+    Event::for_context(EventType::GroupCreated, ContextType::Group, view.id, view).joining(members)
+}
+
+async fn view_in(db: &impl sea_orm::ConnectionTrait, id: Uuid) -> ServiceResult<GroupView> {
+    let group = contexts::find_context(db, Kind::Group, id).await?;
+    let members = contexts::members_of(db, id).await?;
+    let pinned = messages::pinned_ids(db, id).await?;
     Ok(group_view(&group, &members, pinned, now_ms()))
 }
 
 /// A group's metadata, for its members.
 pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<GroupView> {
     contexts::require_member(&state.db.read, Kind::Group, id, actor).await?;
-    get_view(state, id).await
+    view_in(&state.db.read, id).await
 }
 
 /// The actor's groups, newest activity first.
@@ -283,8 +305,21 @@ pub async fn add_members(
         return Err(ServiceError::already_exists("Member already in group"));
     }
     let newcomers: Vec<(Uuid, Role)> = ids.iter().map(|m| (*m, Role::Member)).collect();
-    contexts::admit(state, &txn, &access.context, &newcomers, true, true, now).await?;
-    txn.commit().await?;
+    let mut events = Vec::new();
+    contexts::admit(
+        state,
+        &txn,
+        &access.context,
+        &newcomers,
+        true,
+        true,
+        true,
+        now,
+        &mut events,
+    )
+    .await?;
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     Ok(Added { added: ids })
 }
 
@@ -309,8 +344,19 @@ pub async fn remove_member(
     let access = access_to(&txn, group, actor.member_id).await?;
     access.require(Permission::ManageMembers)?;
     let row = contexts::target_below(&txn, &access, target).await?;
-    contexts::depart(state, &txn, &access.context, &row, now).await?;
-    txn.commit().await?;
+    let mut events = Vec::new();
+    contexts::depart(
+        state,
+        &txn,
+        &access.context,
+        &row,
+        contexts::DepartureReason::Removed,
+        now,
+        &mut events,
+    )
+    .await?;
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     Ok(RemovedMember { removed: target })
 }
 
@@ -406,9 +452,20 @@ pub async fn promote(
     .await?;
     let mut newcomers = vec![(actor.member_id, Role::Owner), (other, Role::Member)];
     newcomers.extend(added.iter().map(|id| (*id, Role::Member)));
-    let epoch = contexts::admit(state, &txn, &group, &newcomers, false, true, now)
-        .await?
-        .ok_or_else(|| ServiceError::internal("a new group got no epoch"))?;
+    let mut events = Vec::new();
+    let epoch = contexts::admit(
+        state,
+        &txn,
+        &group,
+        &newcomers,
+        false,
+        true,
+        false,
+        now,
+        &mut events,
+    )
+    .await?
+    .ok_or_else(|| ServiceError::internal("a new group got no epoch"))?;
     // The epoch was made in this transaction: read its key from the same transaction.
     let key = first_epoch_key(state, &txn, group.id, epoch).await?;
     let mut last: Option<(Uuid, i64)> = None;
@@ -440,11 +497,15 @@ pub async fn promote(
         context::Entity::update_many()
             .col_expr(context::Column::LastMessageAt, Some(last_at).into())
             .col_expr(context::Column::LastIssuedId, Some(last_id).into())
+            .col_expr(context::Column::ActivityAt, now.max(last_at).into())
             .filter(context::Column::Id.eq(group.id))
             .exec(&txn)
             .await?;
     }
-    txn.commit().await?;
+    let view = view_in(&txn, group.id).await?;
+    events.push(created_event(&view));
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     Ok(Promoted {
         group_id: group.id,
         name,

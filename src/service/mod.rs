@@ -16,6 +16,7 @@ pub mod members;
 pub mod pagination;
 pub mod presence;
 pub mod roles;
+pub mod typing;
 pub mod validate;
 
 use uuid::Uuid;

@@ -1,19 +1,26 @@
-//! Presence: each member's status as others see it.
+//! Presence (CONTRACT.md "Real time"): online on a member's first connection, offline
+//! after its last closes, idle after a quiet period; a status set by the member (`dnd`,
+//! `idle`, `offline`) sticks until the member changes it, across reconnections.
 //!
-//! Held in memory on this node; the real-time issue adds connection tracking, idle
-//! detection and fan-out (across nodes through Redis).
+//! Tracked per node in memory; changes are published as `communication:presence_changed`
+//! to the member and everyone sharing a group or channel with it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use entity::context_member;
+use sea_orm::sea_query::Query;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Actor;
 use crate::error::ServiceResult;
+use crate::events::{ContextType, Event, EventType, outbox};
 use crate::state::AppState;
 
-/// A member's status (CONTRACT.md "Real time").
+/// A member's status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PresenceStatus {
@@ -23,29 +30,107 @@ pub enum PresenceStatus {
     Offline,
 }
 
-/// Statuses by member.
+#[derive(Debug)]
+struct Entry {
+    connections: u32,
+    status: PresenceStatus,
+    /// Set by the member; overrides the automatic online/idle.
+    chosen: Option<PresenceStatus>,
+    last_active: Instant,
+}
+
+/// Statuses by member, on this node.
 #[derive(Default)]
 pub struct Presence {
-    statuses: Mutex<HashMap<Uuid, PresenceStatus>>,
+    members: Mutex<HashMap<Uuid, Entry>>,
 }
 
 impl Presence {
-    /// The member's current status (`offline` when never set).
-    pub fn get(&self, member: Uuid) -> PresenceStatus {
-        self.statuses
+    /// Applies `change` to the member's entry and returns the new status if it changed.
+    fn update(&self, member: Uuid, change: impl FnOnce(&mut Entry)) -> Option<PresenceStatus> {
+        let mut members = self
+            .members
             .lock()
-            .map(|map| map.get(&member).copied().unwrap_or(PresenceStatus::Offline))
-            .unwrap_or(PresenceStatus::Offline)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = members.entry(member).or_insert_with(|| Entry {
+            connections: 0,
+            status: PresenceStatus::Offline,
+            chosen: None,
+            last_active: Instant::now(),
+        });
+        let before = entry.status;
+        change(entry);
+        (entry.status != before).then_some(entry.status)
     }
 
-    fn set(&self, member: Uuid, status: PresenceStatus) {
-        if let Ok(mut map) = self.statuses.lock() {
-            map.insert(member, status);
+    /// The member's current status.
+    pub fn get(&self, member: Uuid) -> PresenceStatus {
+        let members = self
+            .members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        members
+            .get(&member)
+            .map_or(PresenceStatus::Offline, |e| e.status)
+    }
+
+    fn connected(&self, member: Uuid) -> Option<PresenceStatus> {
+        self.update(member, |e| {
+            e.connections += 1;
+            e.last_active = Instant::now();
+            e.status = e.chosen.unwrap_or(PresenceStatus::Online);
+        })
+    }
+
+    fn disconnected(&self, member: Uuid) -> Option<PresenceStatus> {
+        self.update(member, |e| {
+            e.connections = e.connections.saturating_sub(1);
+            if e.connections == 0 {
+                e.status = PresenceStatus::Offline;
+            }
+        })
+    }
+
+    fn active(&self, member: Uuid) -> Option<PresenceStatus> {
+        self.update(member, |e| {
+            e.last_active = Instant::now();
+            if e.chosen.is_none() && e.connections > 0 && e.status == PresenceStatus::Idle {
+                e.status = PresenceStatus::Online;
+            }
+        })
+    }
+
+    fn choose(&self, member: Uuid, status: PresenceStatus) -> Option<PresenceStatus> {
+        self.update(member, |e| {
+            e.last_active = Instant::now();
+            e.chosen = (status != PresenceStatus::Online).then_some(status);
+            e.status = status;
+        })
+    }
+
+    /// Members connected but quiet for `idle_after` who now show idle.
+    fn sweep(&self, idle_after: Duration) -> Vec<Uuid> {
+        let mut members = self
+            .members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = Vec::new();
+        for (member, entry) in members.iter_mut() {
+            if entry.connections > 0
+                && entry.chosen.is_none()
+                && entry.status == PresenceStatus::Online
+                && entry.last_active.elapsed() >= idle_after
+            {
+                entry.status = PresenceStatus::Idle;
+                idle.push(*member);
+            }
         }
+        members.retain(|_, e| e.connections > 0 || e.chosen.is_some());
+        idle
     }
 }
 
-/// `PUT /api/presence` body.
+/// `PUT /api/presence` body and client frame.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SetPresence {
     pub status: PresenceStatus,
@@ -57,14 +142,91 @@ pub struct PresenceView {
     pub status: PresenceStatus,
 }
 
-/// Sets the actor's status.
+/// `{memberId, status}`, the data of `presence_changed`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PresenceData {
+    member_id: Uuid,
+    status: PresenceStatus,
+}
+
+/// Publishes a member's new status to it and to everyone sharing a context with it.
+async fn publish(state: &AppState, member: Uuid, status: PresenceStatus) -> ServiceResult<()> {
+    let mine = Query::select()
+        .column(context_member::Column::ContextId)
+        .from(context_member::Entity)
+        .and_where(context_member::Column::MemberId.eq(member))
+        .to_owned();
+    let mut audience: Vec<Uuid> = context_member::Entity::find()
+        .select_only()
+        .column(context_member::Column::MemberId)
+        .distinct()
+        .filter(context_member::Column::ContextId.in_subquery(mine))
+        .into_tuple::<Uuid>()
+        .all(&state.db.read)
+        .await?;
+    if !audience.contains(&member) {
+        audience.push(member);
+    }
+    let event = Event::for_members(
+        EventType::PresenceChanged,
+        ContextType::Member,
+        member,
+        audience,
+        PresenceData {
+            member_id: member,
+            status,
+        },
+    );
+    outbox::record_alone(state, vec![event]).await
+}
+
+async fn publish_if(
+    state: &AppState,
+    member: Uuid,
+    changed: Option<PresenceStatus>,
+) -> ServiceResult<()> {
+    match changed {
+        Some(status) => publish(state, member, status).await,
+        None => Ok(()),
+    }
+}
+
+/// Sets the actor's status (REST and the WebSocket `presence` frame).
 pub async fn set(
     state: &AppState,
     actor: &Actor,
     input: SetPresence,
 ) -> ServiceResult<PresenceView> {
-    state.presence.set(actor.member_id, input.status);
+    let changed = state.presence.choose(actor.member_id, input.status);
+    publish_if(state, actor.member_id, changed).await?;
     Ok(PresenceView {
         status: input.status,
     })
+}
+
+/// A connection of the member opened.
+pub async fn connected(state: &AppState, member: Uuid) -> ServiceResult<()> {
+    let changed = state.presence.connected(member);
+    publish_if(state, member, changed).await
+}
+
+/// A connection of the member closed.
+pub async fn disconnected(state: &AppState, member: Uuid) -> ServiceResult<()> {
+    let changed = state.presence.disconnected(member);
+    publish_if(state, member, changed).await
+}
+
+/// The member did something on a connection.
+pub async fn active(state: &AppState, member: Uuid) -> ServiceResult<()> {
+    let changed = state.presence.active(member);
+    publish_if(state, member, changed).await
+}
+
+/// Marks quiet members idle and publishes it (run periodically).
+pub async fn sweep_idle(state: &AppState) -> ServiceResult<()> {
+    for member in state.presence.sweep(state.config.idle_after) {
+        publish(state, member, PresenceStatus::Idle).await?;
+    }
+    Ok(())
 }

@@ -200,6 +200,7 @@ async fn openapi_documents_every_route_with_schemas() {
         ("post", "/api/channels/{channelId}/mute/{memberId}", true),
         ("delete", "/api/channels/{channelId}/mute/{memberId}", false),
         ("get", "/api/channels/{channelId}/keys", false),
+        ("get", "/api/events", false),
         ("get", "/healthz", false),
         ("get", "/readyz", false),
         ("get", "/openapi.json", false),
@@ -213,7 +214,7 @@ async fn openapi_documents_every_route_with_schemas() {
                 "{method} {path} has no request schema"
             );
         }
-        if path.starts_with("/api") {
+        if path.starts_with("/api") && path != "/api/events" {
             let responses = operation["responses"].as_object().expect("responses");
             let success = responses
                 .iter()

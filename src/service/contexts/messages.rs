@@ -17,6 +17,8 @@ use uuid::Uuid;
 use super::{Access, Kind, access_to, lock_context, membership, require_member};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
+use crate::events::{ContextType, Event, EventType, outbox};
+use crate::service::conversations::MessageRef;
 use crate::service::pagination::{CursorKey, Direction, Page, PageParams};
 use crate::service::roles::{Permission, Role};
 use crate::service::{Actor, ids, keys, unique_violation_or, validate};
@@ -91,6 +93,14 @@ pub struct MessageView {
     pub reactions: Vec<ReactionView>,
     /// Earlier versions, oldest first.
     pub edit_history: Vec<EditView>,
+}
+
+/// The event context of a kind.
+pub(crate) fn context_type(kind: Kind) -> ContextType {
+    match kind {
+        Kind::Group => ContextType::Group,
+        Kind::Channel => ContextType::Channel,
+    }
 }
 
 fn view(
@@ -192,8 +202,16 @@ pub async fn send(
         .filter(context::Column::Id.eq(context_id))
         .exec(&txn)
         .await?;
-    txn.commit().await?;
-    Ok(view(kind, &model, Vec::new(), Vec::new()))
+    let message = view(kind, &model, Vec::new(), Vec::new());
+    let event = Event::for_context(
+        EventType::MessageSent,
+        context_type(kind),
+        context_id,
+        &message,
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
+    Ok(message)
 }
 
 /// Message history, oldest first (or from the newest page with `backward`). Members of a
@@ -341,23 +359,30 @@ pub async fn edit(
         .filter(context_message::Column::Id.eq(message_id))
         .exec(&txn)
         .await?;
-    txn.commit().await?;
-
     let updated = context_message::Model {
         ciphertext,
         key_epoch: epoch,
         edited_at: Some(edited_at),
         ..message
     };
-    let reactions = reactions_of(&state.db.read, &[message_id])
+    let reactions = reactions_of(&txn, &[message_id])
         .await?
         .remove(&message_id)
         .unwrap_or_default();
-    let edits = edits_of(&state.db.read, &[message_id])
+    let edits = edits_of(&txn, &[message_id])
         .await?
         .remove(&message_id)
         .unwrap_or_default();
-    Ok(view(kind, &updated, reactions, edits))
+    let edited = view(kind, &updated, reactions, edits);
+    let event = Event::for_context(
+        EventType::MessageEdited,
+        context_type(kind),
+        context_id,
+        &edited,
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
+    Ok(edited)
 }
 
 /// `{"deleted": true}`.
@@ -415,7 +440,14 @@ pub async fn delete(
         .filter(context::Column::Id.eq(context_id))
         .exec(&txn)
         .await?;
-    txn.commit().await?;
+    let event = Event::for_context(
+        EventType::MessageDeleted,
+        context_type(kind),
+        context_id,
+        MessageRef { message_id },
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
     Ok(Deleted { deleted: true })
 }
 
@@ -439,6 +471,7 @@ pub async fn react(
         emoji: input.emoji,
         created_at: now_ms(),
     };
+    let txn = state.db.write.begin().await?;
     reaction::Entity::insert(reaction::ActiveModel {
         id: Set(row.id),
         message_id: Set(row.message_id),
@@ -446,7 +479,7 @@ pub async fn react(
         emoji: Set(row.emoji.clone()),
         created_at: Set(row.created_at),
     })
-    .exec_without_returning(&state.db.write)
+    .exec_without_returning(&txn)
     .await
     .map_err(|err| match err.sql_err() {
         Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
@@ -457,7 +490,16 @@ pub async fn react(
             ServiceError::already_exists("You already reacted with this emoji"),
         ),
     })?;
-    Ok((&row).into())
+    let added = ReactionView::from(&row);
+    let event = Event::for_context(
+        EventType::ReactionAdded,
+        context_type(kind),
+        context_id,
+        &added,
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
+    Ok(added)
 }
 
 /// `{"removed": true}`.
@@ -487,9 +529,21 @@ pub async fn unreact(
             "Only the member who reacted can remove this reaction",
         ));
     }
-    reaction::Entity::delete_by_id(reaction_id)
-        .exec(&state.db.write)
+    let txn = state.db.write.begin().await?;
+    let removed = reaction::Entity::delete_by_id(reaction_id)
+        .exec(&txn)
         .await?;
+    if removed.rows_affected == 0 {
+        return Err(ServiceError::not_found("Reaction not found"));
+    }
+    let event = Event::for_context(
+        EventType::ReactionRemoved,
+        context_type(kind),
+        context_id,
+        ReactionView::from(&row),
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await?;
     Ok(Removed { removed: true })
 }
 
@@ -525,13 +579,26 @@ async fn set_pin(
     } else {
         (None, None)
     };
+    let txn = state.db.write.begin().await?;
     context_message::Entity::update_many()
         .col_expr(context_message::Column::PinnedAt, at.into())
         .col_expr(context_message::Column::PinnedBy, by.into())
         .filter(context_message::Column::Id.eq(message_id))
-        .exec(&state.db.write)
+        .exec(&txn)
         .await?;
-    Ok(())
+    let event_type = if pin {
+        EventType::MessagePinned
+    } else {
+        EventType::MessageUnpinned
+    };
+    let event = Event::for_context(
+        event_type,
+        context_type(kind),
+        context_id,
+        MessageRef { message_id },
+    );
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await
 }
 
 /// Pins a message.

@@ -16,6 +16,7 @@ use super::keys::{self, Recipient};
 use super::roles::{Permission, Role, may_assign};
 use super::{Actor, validate};
 use crate::error::{ServiceError, ServiceResult};
+use crate::events::{ContextType, Event, EventType, outbox};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -46,6 +47,37 @@ impl Kind {
     pub fn not_found(self) -> ServiceError {
         ServiceError::not_found(format!("{} not found", self.noun()))
     }
+}
+
+/// The event context type of a stored context.
+pub fn context_type_of(context: &context::Model) -> ContextType {
+    if context.kind == Kind::Channel.as_str() {
+        ContextType::Channel
+    } else {
+        ContextType::Group
+    }
+}
+
+/// `{memberId}`: the data of membership events.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRef {
+    pub member_id: Uuid,
+}
+
+/// `{epoch}`: the data of `key_rotated`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct EpochRef {
+    pub epoch: i32,
+}
+
+/// Why a member goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepartureReason {
+    /// It left by itself (`member_left`).
+    Left,
+    /// It was removed or kicked (`member_kicked`).
+    Removed,
 }
 
 /// A member of a context: the context, the member's row and role.
@@ -226,7 +258,9 @@ pub async fn admit(
     newcomers: &[(Uuid, Role)],
     with_history: bool,
     rotate: bool,
+    announce: bool,
     now: i64,
+    events: &mut Vec<Event>,
 ) -> ServiceResult<Option<i32>> {
     let ids: Vec<Uuid> = newcomers.iter().map(|(id, _)| *id).collect();
     // Without history, newcomers see only messages issued after this point.
@@ -248,6 +282,19 @@ pub async fn admit(
     context_member::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await?;
+    if announce {
+        for id in &ids {
+            events.push(
+                Event::for_context(
+                    EventType::MemberJoined,
+                    context_type_of(context),
+                    context.id,
+                    MemberRef { member_id: *id },
+                )
+                .joining(vec![*id]),
+            );
+        }
+    }
     let newcomer_keys = recipients(txn, &ids).await?;
     if with_history && context.current_epoch > 0 {
         let epochs = keys::all_epochs(state, context.id, context.current_epoch).await?;
@@ -271,6 +318,14 @@ pub async fn admit(
             .collect();
         let all = recipients(txn, &everyone).await?;
         let (epoch, _) = keys::new_epoch(state, txn, context, all, now).await?;
+        if context.current_epoch > 0 {
+            events.push(Event::for_context(
+                EventType::KeyRotated,
+                context_type_of(context),
+                context.id,
+                EpochRef { epoch },
+            ));
+        }
         return Ok(Some(epoch));
     }
     Ok(None)
@@ -294,8 +349,26 @@ pub async fn depart(
     txn: &impl ConnectionTrait,
     context: &context::Model,
     departing: &context_member::Model,
+    reason: DepartureReason,
     now: i64,
+    events: &mut Vec<Event>,
 ) -> ServiceResult<Departure> {
+    let event_type = match reason {
+        DepartureReason::Left => EventType::MemberLeft,
+        DepartureReason::Removed => EventType::MemberKicked,
+    };
+    let ctx_type = context_type_of(context);
+    events.push(
+        Event::for_context(
+            event_type,
+            ctx_type,
+            context.id,
+            MemberRef {
+                member_id: departing.member_id,
+            },
+        )
+        .leaving(vec![departing.member_id]),
+    );
     context_member::Entity::delete_by_id((context.id, departing.member_id))
         .exec(txn)
         .await?;
@@ -323,12 +396,27 @@ pub async fn depart(
             .map(|m| m.member_id);
         if let Some(heir) = heir {
             set_role(txn, context.id, heir, Role::Owner).await?;
+            events.push(Event::for_context(
+                EventType::RoleChanged,
+                ctx_type,
+                context.id,
+                RoleAssigned {
+                    member_id: heir,
+                    role: Role::Owner,
+                },
+            ));
             new_owner = Some(heir);
         }
     }
     let ids: Vec<Uuid> = remaining.iter().map(|m| m.member_id).collect();
     let all = recipients(txn, &ids).await?;
     let (epoch, _) = keys::new_epoch(state, txn, context, all, now).await?;
+    events.push(Event::for_context(
+        EventType::KeyRotated,
+        ctx_type,
+        context.id,
+        EpochRef { epoch },
+    ));
     Ok(Departure::Rotated { epoch, new_owner })
 }
 
@@ -401,7 +489,16 @@ pub async fn mute(
     access.require(Permission::MuteMembers)?;
     target_below(&state.db.read, &access, target).await?;
     let until = now_ms() + duration;
-    set_mute(&state.db.write, context_id, target, Some(until)).await?;
+    let event = Event::for_context(
+        EventType::MemberMuted,
+        context_type_of(&access.context),
+        context_id,
+        MutedData {
+            member_id: target,
+            until: rfc3339(until),
+        },
+    );
+    set_mute(state, context_id, target, Some(until), event).await?;
     Ok(Muted {
         muted: true,
         until: rfc3339(until),
@@ -419,23 +516,40 @@ pub async fn unmute(
     let access = require_member(&state.db.read, kind, context_id, actor).await?;
     access.require(Permission::MuteMembers)?;
     target_below(&state.db.read, &access, target).await?;
-    set_mute(&state.db.write, context_id, target, None).await?;
+    let event = Event::for_context(
+        EventType::MemberUnmuted,
+        context_type_of(&access.context),
+        context_id,
+        MemberRef { member_id: target },
+    );
+    set_mute(state, context_id, target, None, event).await?;
     Ok(Unmuted { unmuted: true })
 }
 
+/// `{memberId, until}`: the data of `member_muted`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MutedData {
+    member_id: Uuid,
+    until: String,
+}
+
 async fn set_mute(
-    db: &impl ConnectionTrait,
+    state: &AppState,
     context_id: Uuid,
     member_id: Uuid,
     until: Option<i64>,
+    event: Event,
 ) -> ServiceResult<()> {
+    let txn = state.db.write.begin().await?;
     context_member::Entity::update_many()
         .col_expr(context_member::Column::MutedUntil, until.into())
         .filter(context_member::Column::ContextId.eq(context_id))
         .filter(context_member::Column::MemberId.eq(member_id))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(())
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await
 }
 
 /// The epoch keys the actor holds in a context, wrapped for it.
@@ -469,8 +583,19 @@ pub async fn leave_context(
     let txn = state.db.write.begin().await?;
     let context = lock_context(&txn, kind, id).await?;
     let access = access_to(&txn, context, actor.member_id).await?;
-    let outcome = depart(state, &txn, &access.context, &access.membership, now).await?;
-    txn.commit().await?;
+    let mut events = Vec::new();
+    let outcome = depart(
+        state,
+        &txn,
+        &access.context,
+        &access.membership,
+        DepartureReason::Left,
+        now,
+        &mut events,
+    )
+    .await?;
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     Ok(outcome)
 }
 
@@ -517,11 +642,32 @@ pub async fn assign_role(
             "You can only assign roles below your own to members ranked below you",
         ));
     }
+    let ctx_type = context_type_of(&access.context);
+    let mut events = Vec::new();
     if input.role == Role::Owner {
         set_role(&txn, id, actor.member_id, Role::Admin).await?;
+        events.push(Event::for_context(
+            EventType::RoleChanged,
+            ctx_type,
+            id,
+            RoleAssigned {
+                member_id: actor.member_id,
+                role: Role::Admin,
+            },
+        ));
     }
     set_role(&txn, id, target, input.role).await?;
-    txn.commit().await?;
+    events.push(Event::for_context(
+        EventType::RoleChanged,
+        ctx_type,
+        id,
+        RoleAssigned {
+            member_id: target,
+            role: input.role,
+        },
+    ));
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
     Ok(RoleAssigned {
         member_id: target,
         role: input.role,

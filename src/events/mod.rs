@@ -1,0 +1,315 @@
+//! Real-time events: one typed [`Event`] per state change.
+//!
+//! The service layer writes each event to the outbox (`events` table) in the same
+//! transaction as the change ([`outbox::record`]); after commit it wakes the relay, which
+//! publishes committed rows in `seq` order on the [`EventBus`]. Each connection filters the
+//! bus by what its member may see ([`filter::Subscriber`]); a resuming client is served
+//! from the outbox. So an event is never lost between commit and publish, even if the
+//! process dies in between.
+
+pub mod bus;
+pub mod filter;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use bus::{EventBus, InProcessBus};
+
+/// Every event type (the reference's sixteen and CONTRACT.md's additions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "communication:message_sent")]
+    MessageSent,
+    #[serde(rename = "communication:message_edited")]
+    MessageEdited,
+    #[serde(rename = "communication:message_deleted")]
+    MessageDeleted,
+    #[serde(rename = "communication:typing_start")]
+    TypingStart,
+    #[serde(rename = "communication:typing_stop")]
+    TypingStop,
+    #[serde(rename = "communication:reaction_added")]
+    ReactionAdded,
+    #[serde(rename = "communication:reaction_removed")]
+    ReactionRemoved,
+    #[serde(rename = "communication:message_pinned")]
+    MessagePinned,
+    #[serde(rename = "communication:message_unpinned")]
+    MessageUnpinned,
+    #[serde(rename = "communication:member_muted")]
+    MemberMuted,
+    #[serde(rename = "communication:member_unmuted")]
+    MemberUnmuted,
+    #[serde(rename = "communication:member_kicked")]
+    MemberKicked,
+    #[serde(rename = "communication:member_joined")]
+    MemberJoined,
+    #[serde(rename = "communication:member_left")]
+    MemberLeft,
+    #[serde(rename = "communication:group_created")]
+    GroupCreated,
+    #[serde(rename = "communication:channel_updated")]
+    ChannelUpdated,
+    #[serde(rename = "communication:channel_deleted")]
+    ChannelDeleted,
+    #[serde(rename = "communication:presence_changed")]
+    PresenceChanged,
+    #[serde(rename = "communication:key_rotated")]
+    KeyRotated,
+    #[serde(rename = "communication:role_changed")]
+    RoleChanged,
+}
+
+impl EventType {
+    /// Every type, for documentation and tests.
+    pub const ALL: [EventType; 20] = [
+        EventType::MessageSent,
+        EventType::MessageEdited,
+        EventType::MessageDeleted,
+        EventType::TypingStart,
+        EventType::TypingStop,
+        EventType::ReactionAdded,
+        EventType::ReactionRemoved,
+        EventType::MessagePinned,
+        EventType::MessageUnpinned,
+        EventType::MemberMuted,
+        EventType::MemberUnmuted,
+        EventType::MemberKicked,
+        EventType::MemberJoined,
+        EventType::MemberLeft,
+        EventType::GroupCreated,
+        EventType::ChannelUpdated,
+        EventType::ChannelDeleted,
+        EventType::PresenceChanged,
+        EventType::KeyRotated,
+        EventType::RoleChanged,
+    ];
+
+    /// The wire name, e.g. `communication:message_sent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::MessageSent => "communication:message_sent",
+            EventType::MessageEdited => "communication:message_edited",
+            EventType::MessageDeleted => "communication:message_deleted",
+            EventType::TypingStart => "communication:typing_start",
+            EventType::TypingStop => "communication:typing_stop",
+            EventType::ReactionAdded => "communication:reaction_added",
+            EventType::ReactionRemoved => "communication:reaction_removed",
+            EventType::MessagePinned => "communication:message_pinned",
+            EventType::MessageUnpinned => "communication:message_unpinned",
+            EventType::MemberMuted => "communication:member_muted",
+            EventType::MemberUnmuted => "communication:member_unmuted",
+            EventType::MemberKicked => "communication:member_kicked",
+            EventType::MemberJoined => "communication:member_joined",
+            EventType::MemberLeft => "communication:member_left",
+            EventType::GroupCreated => "communication:group_created",
+            EventType::ChannelUpdated => "communication:channel_updated",
+            EventType::ChannelDeleted => "communication:channel_deleted",
+            EventType::PresenceChanged => "communication:presence_changed",
+            EventType::KeyRotated => "communication:key_rotated",
+            EventType::RoleChanged => "communication:role_changed",
+        }
+    }
+}
+
+/// What an event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContextType {
+    /// A direct conversation (`contextId` is the conversation id).
+    Conversation,
+    Group,
+    Channel,
+    /// A member (presence; `contextId` is the member id).
+    Member,
+}
+
+/// Who may receive an event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Audience {
+    /// The members of the group or channel `contextId`, as each connection knows them.
+    Context,
+    /// Exactly these members (conversation participants, presence watchers).
+    Members { ids: Vec<Uuid> },
+}
+
+/// One state change, as stored in the outbox and carried by the bus.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Position in the outbox; 0 until recorded.
+    #[serde(default)]
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub context_type: ContextType,
+    pub context_id: Uuid,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    /// The resource as REST returns it.
+    pub data: Value,
+    pub audience: Audience,
+    /// Data for particular members instead of `data` (a DM's copy for each reader).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub per_member: HashMap<Uuid, Value>,
+    /// Members who belong to the context from this event on (applied before delivery).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<Uuid>,
+    /// Members who no longer belong after this event (applied after delivery, so they
+    /// receive the event of their own departure and nothing later).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<Uuid>,
+    /// A member who does not receive this event (the one typing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Uuid>,
+    /// The shared wire frame, serialised once for every connection.
+    #[serde(skip)]
+    frame: OnceLock<Arc<str>>,
+}
+
+impl Clone for Event {
+    fn clone(&self) -> Self {
+        Self {
+            seq: self.seq,
+            event_type: self.event_type,
+            context_type: self.context_type,
+            context_id: self.context_id,
+            timestamp: self.timestamp,
+            data: self.data.clone(),
+            audience: self.audience.clone(),
+            per_member: self.per_member.clone(),
+            joined: self.joined.clone(),
+            left: self.left.clone(),
+            exclude: self.exclude,
+            frame: OnceLock::new(),
+        }
+    }
+}
+
+/// The frame a client receives.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    context_type: ContextType,
+    context_id: Uuid,
+    data: &'a Value,
+    timestamp: String,
+    seq: i64,
+}
+
+impl Event {
+    /// An event for the members of a group or channel.
+    pub fn for_context(
+        event_type: EventType,
+        context_type: ContextType,
+        context_id: Uuid,
+        data: impl Serialize,
+    ) -> Self {
+        Self::new(
+            event_type,
+            context_type,
+            context_id,
+            Audience::Context,
+            data,
+        )
+    }
+
+    /// An event for exactly `members`.
+    pub fn for_members(
+        event_type: EventType,
+        context_type: ContextType,
+        context_id: Uuid,
+        members: Vec<Uuid>,
+        data: impl Serialize,
+    ) -> Self {
+        Self::new(
+            event_type,
+            context_type,
+            context_id,
+            Audience::Members { ids: members },
+            data,
+        )
+    }
+
+    fn new(
+        event_type: EventType,
+        context_type: ContextType,
+        context_id: Uuid,
+        audience: Audience,
+        data: impl Serialize,
+    ) -> Self {
+        Self {
+            seq: 0,
+            event_type,
+            context_type,
+            context_id,
+            timestamp: crate::time::now_ms(),
+            data: serde_json::to_value(data).unwrap_or(Value::Null),
+            audience,
+            per_member: HashMap::new(),
+            joined: Vec::new(),
+            left: Vec::new(),
+            exclude: None,
+            frame: OnceLock::new(),
+        }
+    }
+
+    /// Members who join with this event.
+    pub fn joining(mut self, members: Vec<Uuid>) -> Self {
+        self.joined = members;
+        self
+    }
+
+    /// Members who leave with this event.
+    pub fn leaving(mut self, members: Vec<Uuid>) -> Self {
+        self.left = members;
+        self
+    }
+
+    /// Not for `member`.
+    pub fn excluding(mut self, member: Uuid) -> Self {
+        self.exclude = Some(member);
+        self
+    }
+
+    /// `data` for one member in particular.
+    pub fn with_data_for(mut self, member: Uuid, data: impl Serialize) -> Self {
+        self.per_member
+            .insert(member, serde_json::to_value(data).unwrap_or(Value::Null));
+        self
+    }
+
+    /// The wire frame for `member` (shared and serialised once unless the member has its
+    /// own data).
+    pub fn frame_for(&self, member: Uuid) -> Arc<str> {
+        if let Some(data) = self.per_member.get(&member) {
+            return self.render(data);
+        }
+        self.frame.get_or_init(|| self.render(&self.data)).clone()
+    }
+
+    /// The data `member` receives.
+    pub fn data_for(&self, member: Uuid) -> &Value {
+        self.per_member.get(&member).unwrap_or(&self.data)
+    }
+
+    fn render(&self, data: &Value) -> Arc<str> {
+        let frame = Frame {
+            event_type: self.event_type.as_str(),
+            context_type: self.context_type,
+            context_id: self.context_id,
+            data,
+            timestamp: crate::time::rfc3339(self.timestamp),
+            seq: self.seq,
+        };
+        serde_json::to_string(&frame).unwrap_or_default().into()
+    }
+}

@@ -1,0 +1,244 @@
+//! The outbox: events written with the change they describe, a relay that publishes
+//! committed rows in order, snapshots for (resuming) subscribers, and pruning.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use entity::{context_member, event, event_seq};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    AccessMode, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IsolationLevel, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{Event, EventBus};
+use crate::error::{ServiceError, ServiceResult};
+use crate::state::AppState;
+use crate::time::now_ms;
+
+/// How often the relay looks for rows committed by other nodes when nothing woke it.
+const POLL: Duration = Duration::from_millis(250);
+/// Rows the relay reads at a time.
+const BATCH: u64 = 500;
+
+/// The bus and the relay's wake-up call.
+pub struct EventHub {
+    pub bus: Arc<dyn EventBus>,
+    wake: Notify,
+}
+
+impl EventHub {
+    pub fn new(bus: Arc<dyn EventBus>) -> Self {
+        Self {
+            bus,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Tells the relay that events were committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Writes `events` to the outbox inside `txn`. Call it last before commit: taking the
+/// sequence numbers locks the counter until the transaction ends, which makes sequence
+/// order commit order.
+pub async fn record(txn: &impl ConnectionTrait, events: Vec<Event>) -> ServiceResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let count = events.len() as i64;
+    event_seq::Entity::update_many()
+        .col_expr(
+            event_seq::Column::Value,
+            Expr::col(event_seq::Column::Value).add(count),
+        )
+        .filter(event_seq::Column::Id.eq(1))
+        .exec(txn)
+        .await?;
+    let top = event_seq::Entity::find_by_id(1)
+        .one(txn)
+        .await?
+        .ok_or_else(|| ServiceError::internal("the event counter is missing"))?
+        .value;
+    let first = top - count + 1;
+    let mut rows = Vec::with_capacity(events.len());
+    for (offset, mut event) in events.into_iter().enumerate() {
+        event.seq = first + offset as i64;
+        let payload = serde_json::to_string(&event).map_err(ServiceError::internal)?;
+        rows.push(event::ActiveModel {
+            seq: Set(event.seq),
+            created_at: Set(event.timestamp),
+            payload: Set(payload),
+        });
+    }
+    event::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Commits `txn` and wakes the relay.
+pub async fn commit(state: &AppState, txn: sea_orm::DatabaseTransaction) -> ServiceResult<()> {
+    txn.commit().await?;
+    state.events.wake();
+    Ok(())
+}
+
+/// Records `events` in a transaction of their own (for changes that touch nothing else,
+/// such as typing and presence).
+pub async fn record_alone(state: &AppState, events: Vec<Event>) -> ServiceResult<()> {
+    let txn = state.db.write.begin().await?;
+    record(&txn, events).await?;
+    commit(state, txn).await
+}
+
+fn parse(row: event::Model) -> Option<Event> {
+    match serde_json::from_str::<Event>(&row.payload) {
+        Ok(mut event) => {
+            event.seq = row.seq;
+            Some(event)
+        }
+        Err(err) => {
+            tracing::error!(seq = row.seq, error = %err, "an outbox row does not parse");
+            None
+        }
+    }
+}
+
+/// The highest committed sequence number.
+async fn committed_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
+    Ok(event_seq::Entity::find_by_id(1)
+        .one(db)
+        .await?
+        .map_or(0, |row| row.value))
+}
+
+/// Starts the relay: publishes every row committed from now on, in order.
+pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
+    let mut last = committed_seq(&state.db.read).await?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = state.events.wake.notified() => {},
+                () = tokio::time::sleep(POLL) => {},
+            }
+            loop {
+                let rows = event::Entity::find()
+                    .filter(event::Column::Seq.gt(last))
+                    .order_by_asc(event::Column::Seq)
+                    .limit(BATCH)
+                    .all(&state.db.read)
+                    .await;
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the event relay cannot read the outbox");
+                        break;
+                    }
+                };
+                let full = rows.len() as u64 == BATCH;
+                for row in rows {
+                    last = row.seq;
+                    if let Some(event) = parse(row) {
+                        state.events.bus.publish(Arc::new(event));
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Deletes events older than the retention window.
+pub async fn prune(state: &AppState) -> ServiceResult<()> {
+    let cutoff = now_ms() - state.config.event_retention.as_millis() as i64;
+    event::Entity::delete_many()
+        .filter(event::Column::CreatedAt.lt(cutoff))
+        .exec(&state.db.write)
+        .await?;
+    Ok(())
+}
+
+/// Where a new subscription starts.
+pub struct Snapshot {
+    /// The member's view as of the first replayed event (or now, without replay).
+    pub subscriber: super::filter::Subscriber,
+    /// The newest committed event at the snapshot; live events up to it are duplicates.
+    pub seq: i64,
+    /// Events after the resume point, oldest first.
+    pub replay: Vec<Event>,
+    /// The resume point is older than the retention window: the client must refetch.
+    pub resync_required: bool,
+}
+
+/// Reads, in one consistent snapshot, the member's groups and channels, the newest
+/// committed event, and (with `resume`) every event after the resume point. Subscribe to
+/// the bus *before* calling this, then skip live events up to [`Snapshot::seq`].
+pub async fn snapshot(
+    state: &AppState,
+    member: Uuid,
+    resume: Option<i64>,
+) -> ServiceResult<Snapshot> {
+    let txn = match state.db.backend() {
+        DbBackend::Postgres => {
+            state
+                .db
+                .read
+                .begin_with_config(
+                    Some(IsolationLevel::RepeatableRead),
+                    Some(AccessMode::ReadOnly),
+                )
+                .await?
+        }
+        _ => state.db.read.begin().await?,
+    };
+    let contexts: HashSet<Uuid> = context_member::Entity::find()
+        .select_only()
+        .column(context_member::Column::ContextId)
+        .filter(context_member::Column::MemberId.eq(member))
+        .into_tuple::<Uuid>()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
+    let seq = committed_seq(&txn).await?;
+    let mut replay = Vec::new();
+    let mut resync_required = false;
+    if let Some(from) = resume.filter(|from| *from < seq) {
+        let oldest = event::Entity::find()
+            .order_by_asc(event::Column::Seq)
+            .one(&txn)
+            .await?
+            .map(|row| row.seq);
+        if oldest.is_none_or(|oldest| oldest > from.saturating_add(1)) {
+            resync_required = true;
+        } else {
+            replay = event::Entity::find()
+                .filter(event::Column::Seq.gt(from))
+                .filter(event::Column::Seq.lte(seq))
+                .order_by_asc(event::Column::Seq)
+                .all(&txn)
+                .await?
+                .into_iter()
+                .filter_map(parse)
+                .collect();
+        }
+    }
+    txn.commit().await?;
+    let mut subscriber = super::filter::Subscriber::new(member, contexts);
+    subscriber.rewind(&replay);
+    Ok(Snapshot {
+        subscriber,
+        seq,
+        replay,
+        resync_required,
+    })
+}

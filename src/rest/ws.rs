@@ -1,0 +1,291 @@
+//! `GET /api/events`: the WebSocket for REST clients (CONTRACT.md "Real time").
+//!
+//! Sign-in by `?token=`, an `Authorization` header, or a first frame
+//! `{"type":"auth","token":…}` within 5 seconds (else close code 4001). After sign-in the
+//! server sends `{"type":"ready","memberId","seq"}`, then, with `?resume=<seq>`, every
+//! missed event the member was entitled to (or `{"type":"resync_required"}` when the gap is
+//! older than the retention window), then live events. A connection that falls too far
+//! behind, or whose frames stall, is told so and closed with code 4008.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::error::ServiceError;
+use crate::events::{ContextType, outbox};
+use crate::service::presence::{self, SetPresence};
+use crate::service::{Actor, auth, typing};
+use crate::state::AppState;
+
+/// Close code: not signed in.
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// Close code: too slow to keep up.
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// How long an unauthenticated connection may wait before its auth frame.
+const AUTH_WINDOW: Duration = Duration::from_secs(5);
+/// Largest client frame.
+const MAX_CLIENT_FRAME: usize = 16 * 1024;
+
+/// Query parameters of `GET /api/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// A bearer token (instead of the header or an auth frame).
+    pub token: Option<String>,
+    /// The `seq` of the last event received, to get what was missed.
+    pub resume: Option<i64>,
+}
+
+/// Upgrade to the event WebSocket.
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    params(EventsParams),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket request, or bad parameters", body = crate::error::ErrorEnvelope),
+        (status = 401, description = "The token given in the query or header is not valid", body = crate::error::ErrorEnvelope),
+    ))]
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return ServiceError::validation("invalid query: resume must be a whole number")
+            .into_response();
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(_) => {
+            return ServiceError::validation("this route needs a WebSocket upgrade")
+                .into_response();
+        }
+    };
+    let token = params
+        .token
+        .clone()
+        .or_else(|| super::auth::bearer_token(&headers));
+    let actor = match token {
+        Some(token) => match auth::authenticate(&state, &token).await {
+            Ok(actor) => Some(actor),
+            Err(err) => return err.into_response(),
+        },
+        None => None,
+    };
+    upgrade
+        .max_message_size(MAX_CLIENT_FRAME)
+        .on_upgrade(move |socket| session(state, socket, actor, params.resume))
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+async fn session(state: AppState, socket: WebSocket, actor: Option<Actor>, resume: Option<i64>) {
+    let (mut sink, mut stream) = socket.split();
+    let actor = match actor {
+        Some(actor) => actor,
+        None => match first_frame_auth(&state, &mut stream).await {
+            Some(actor) => actor,
+            None => {
+                close(&mut sink, CLOSE_UNAUTHORIZED, "authentication required").await;
+                return;
+            }
+        },
+    };
+    let member = actor.member_id;
+    if let Err(err) = presence::connected(&state, member).await {
+        tracing::warn!(error = %err, "presence update failed");
+    }
+    let outcome = serve(&state, &actor, &mut sink, &mut stream, resume).await;
+    if let Err((code, reason)) = outcome {
+        close(&mut sink, code, reason).await;
+    }
+    if let Err(err) = presence::disconnected(&state, member).await {
+        tracing::warn!(error = %err, "presence update failed");
+    }
+}
+
+/// Waits for `{"type":"auth","token":…}`.
+async fn first_frame_auth(state: &AppState, stream: &mut Stream) -> Option<Actor> {
+    let frame = tokio::time::timeout(AUTH_WINDOW, stream.next())
+        .await
+        .ok()??
+        .ok()?;
+    let Message::Text(text) = frame else {
+        return None;
+    };
+    let value: Value = serde_json::from_str(text.as_str()).ok()?;
+    if value["type"] != "auth" {
+        return None;
+    }
+    let token = value["token"].as_str()?;
+    auth::authenticate(state, token).await.ok()
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+/// Sends one frame, or gives up when the client does not take it in time.
+async fn send(state: &AppState, sink: &mut Sink, text: String) -> Result<(), (u16, &'static str)> {
+    match tokio::time::timeout(
+        state.config.ws_send_timeout,
+        sink.send(Message::Text(text.into())),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err((1000, "connection closed")),
+        Err(_) => Err((
+            CLOSE_TOO_SLOW,
+            "too slow: a frame could not be delivered in time",
+        )),
+    }
+}
+
+async fn serve(
+    state: &AppState,
+    actor: &Actor,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    resume: Option<i64>,
+) -> Result<(), (u16, &'static str)> {
+    let member = actor.member_id;
+    // Subscribe first, then take the snapshot: nothing falls between the two.
+    let mut live = state.events.bus.subscribe();
+    let snapshot = outbox::snapshot(state, member, resume)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "cannot open an event subscription");
+            (1011, "internal error")
+        })?;
+    let mut subscriber = snapshot.subscriber;
+    let mut last = snapshot.seq;
+    send(
+        state,
+        sink,
+        json!({"type": "ready", "memberId": member, "seq": last}).to_string(),
+    )
+    .await?;
+    if snapshot.resync_required {
+        send(
+            state,
+            sink,
+            json!({"type": "resync_required", "seq": last}).to_string(),
+        )
+        .await?;
+    }
+    for event in &snapshot.replay {
+        if subscriber.admit(event) {
+            send(state, sink, event.frame_for(member).to_string()).await?;
+        }
+    }
+    loop {
+        tokio::select! {
+            received = live.recv() => match received {
+                Ok(event) => {
+                    if event.seq <= last {
+                        continue;
+                    }
+                    last = event.seq;
+                    if subscriber.admit(&event) {
+                        send(state, sink, event.frame_for(member).to_string()).await?;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(%member, missed, "dropping a connection that fell behind");
+                    let notice = json!({"type": "error", "error": {"code": "TOO_SLOW", "message": "The connection fell behind; reconnect with ?resume=<seq>", "seq": last}});
+                    let _ = send(state, sink, notice.to_string()).await;
+                    return Err((CLOSE_TOO_SLOW, "too slow: fell behind the event stream"));
+                }
+                Err(RecvError::Closed) => return Err((1001, "server shutting down")),
+            },
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(reply) = client_frame(state, actor, text.as_str()).await {
+                        send(state, sink, reply.to_string()).await?;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContextFrame {
+    context_type: ContextType,
+    context_id: Uuid,
+}
+
+/// Handles one client frame; returns the reply, if any.
+async fn client_frame(state: &AppState, actor: &Actor, text: &str) -> Option<Value> {
+    if let Err(err) = presence::active(state, actor.member_id).await {
+        tracing::warn!(error = %err, "presence update failed");
+    }
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(_) => {
+            return Some(error_frame(&ServiceError::validation(
+                "frames must be JSON objects",
+            )));
+        }
+    };
+    let result = match value["type"].as_str() {
+        Some("ping") => return Some(json!({"type": "pong"})),
+        Some(kind @ ("typing_start" | "typing_stop")) => {
+            match serde_json::from_value::<ContextFrame>(value.clone()) {
+                Ok(frame) => {
+                    typing::typing(
+                        state,
+                        actor,
+                        kind == "typing_start",
+                        frame.context_type,
+                        frame.context_id,
+                    )
+                    .await
+                }
+                Err(err) => Err(ServiceError::validation(format!(
+                    "invalid {kind} frame: {err}"
+                ))),
+            }
+        }
+        Some("presence") => match serde_json::from_value::<SetPresence>(value.clone()) {
+            Ok(input) => presence::set(state, actor, input).await.map(|_| ()),
+            Err(err) => Err(ServiceError::validation(format!(
+                "invalid presence frame: {err}"
+            ))),
+        },
+        Some("auth") => Ok(()),
+        _ => Err(ServiceError::validation(
+            "unknown frame type; expected ping, typing_start, typing_stop or presence",
+        )),
+    };
+    result.err().map(|err| error_frame(&err))
+}
+
+fn error_frame(err: &ServiceError) -> Value {
+    if let ServiceError::Internal(detail) = err {
+        tracing::error!(%detail, "internal error on the event socket");
+    }
+    json!({"type": "error", "error": {"code": err.code(), "message": err.public_message()}})
+}

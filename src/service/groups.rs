@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::contexts::{self, Kind, Left, MemberEntry, access_to, lock_context, messages};
+use super::keys;
 use super::pagination::{CursorKey, Page, PageParams};
 use super::roles::{Permission, Role};
 use super::{Actor, validate};
@@ -466,8 +467,8 @@ pub async fn promote(
     )
     .await?
     .ok_or_else(|| ServiceError::internal("a new group got no epoch"))?;
-    // The epoch was made in this transaction: read its key from the same transaction.
-    let key = first_epoch_key(state, &txn, group.id, epoch).await?;
+    // The epoch was made in this transaction: read its key through the transaction.
+    let key = keys::epoch_key(state, &txn, group.id, epoch).await?;
     let mut last: Option<(Uuid, i64)> = None;
     let rows = plain
         .iter()
@@ -512,22 +513,4 @@ pub async fn promote(
         members: newcomers.iter().map(|(id, _)| *id).collect(),
         promoted_from_conversation: conversation_id,
     })
-}
-
-/// An epoch key still uncommitted, read through the transaction that made it.
-async fn first_epoch_key(
-    state: &AppState,
-    txn: &impl sea_orm::ConnectionTrait,
-    group: Uuid,
-    epoch: i32,
-) -> ServiceResult<crypto::EpochKey> {
-    let row = entity::epoch_key::Entity::find_by_id((group, epoch))
-        .one(txn)
-        .await?
-        .ok_or_else(|| ServiceError::internal("the new epoch is missing"))?;
-    let bytes = crypto::ecies_decrypt(state.server_key.secret_bytes(), &row.wrapped_for_server)
-        .map_err(ServiceError::internal)?;
-    bytes
-        .try_into()
-        .map_err(|_| ServiceError::internal("an epoch key is not 32 bytes"))
 }

@@ -56,13 +56,21 @@ pub struct Recipient {
     pub public_key: Vec<u8>,
 }
 
-/// The plaintext key of a committed epoch (cached, else unwrapped from the server copy).
-pub async fn epoch_key(state: &AppState, context_id: Uuid, epoch: i32) -> ServiceResult<EpochKey> {
+/// The plaintext key of an epoch (cached, else unwrapped from the server copy), read
+/// through `db`: inside a transaction pass the transaction, so no second connection is
+/// needed while it holds one. Only ask for epochs that are committed or belong to a
+/// context created in the same transaction: the key is cached.
+pub async fn epoch_key(
+    state: &AppState,
+    db: &impl ConnectionTrait,
+    context_id: Uuid,
+    epoch: i32,
+) -> ServiceResult<EpochKey> {
     if let Some(key) = state.epoch_keys.cache.get(&(context_id, epoch)) {
         return Ok(key);
     }
     let row = epoch_key::Entity::find_by_id((context_id, epoch))
-        .one(&state.db.read)
+        .one(db)
         .await?
         .ok_or_else(|| ServiceError::internal(format!("missing epoch {epoch} of {context_id}")))?;
     let key = unwrap_server_copy(state, &row.wrapped_for_server)?;
@@ -151,12 +159,13 @@ pub async fn grant_epochs(
 /// Every committed epoch of a context with its key, oldest first.
 pub async fn all_epochs(
     state: &AppState,
+    db: &impl ConnectionTrait,
     context_id: Uuid,
     up_to: i32,
 ) -> ServiceResult<Vec<(i32, EpochKey)>> {
     let mut out = Vec::with_capacity(up_to.max(0) as usize);
     for epoch in 1..=up_to {
-        out.push((epoch, epoch_key(state, context_id, epoch).await?));
+        out.push((epoch, epoch_key(state, db, context_id, epoch).await?));
     }
     Ok(out)
 }

@@ -504,3 +504,108 @@ impl TestServer {
         .clone()
     }
 }
+
+/// A WebSocket client of `/api/events`.
+pub struct WsClient {
+    pub stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// The `seq` announced in the `ready` frame.
+    pub ready_seq: i64,
+}
+
+impl TestServer {
+    /// The WebSocket URL with `query`.
+    pub fn ws_url(&self, query: &str) -> String {
+        format!(
+            "{}/api/events{query}",
+            self.base.replacen("http://", "ws://", 1)
+        )
+    }
+
+    /// Connects with `?token=` and waits for the `ready` frame.
+    pub async fn ws(&self, member: &TestMember) -> WsClient {
+        self.ws_query(&format!("?token={}", member.token)).await
+    }
+
+    /// Connects with the given query and waits for the `ready` frame.
+    pub async fn ws_query(&self, query: &str) -> WsClient {
+        let (stream, _) = tokio_tungstenite::connect_async(self.ws_url(query))
+            .await
+            .expect("connect");
+        WsClient::ready(stream).await
+    }
+}
+
+impl WsClient {
+    /// Waits for the `ready` frame.
+    pub async fn ready(
+        stream: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ) -> Self {
+        let mut client = Self {
+            stream,
+            ready_seq: 0,
+        };
+        let ready = client
+            .next(std::time::Duration::from_secs(5))
+            .await
+            .expect("a ready frame");
+        assert_eq!(ready["type"], "ready", "{ready}");
+        client.ready_seq = ready["seq"].as_i64().expect("seq");
+        client
+    }
+
+    /// The next JSON frame within `wait`, or `None`. Panics on a close frame.
+    pub async fn next(&mut self, wait: std::time::Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
+            match frame.expect("a frame") {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(text.as_str()).expect("JSON frame"));
+                }
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Waits (up to 5 s) for an event of `event_type`, skipping others; returns it.
+    pub async fn expect(&mut self, event_type: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.next(left).await {
+                Some(frame) if frame["type"] == event_type => return frame,
+                Some(_) => continue,
+                None => panic!("no {event_type} within 5 s"),
+            }
+        }
+    }
+
+    /// Every frame arriving within `wait`.
+    pub async fn drain(&mut self, wait: std::time::Duration) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.next(wait).await {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                frame.to_string().into(),
+            ))
+            .await
+            .expect("send");
+    }
+}

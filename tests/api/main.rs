@@ -18,5 +18,6 @@ mod group_roles;
 mod groups;
 mod members;
 mod pagination;
+mod realtime;
 mod startup;
 mod wire;

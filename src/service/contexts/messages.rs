@@ -166,7 +166,7 @@ pub async fn send(
     let access = access_to(&txn, context, actor.member_id).await?;
     access.require(Permission::SendMessages)?;
     let epoch = access.context.current_epoch;
-    let key = keys::epoch_key(state, context_id, epoch).await?;
+    let key = keys::epoch_key(state, &txn, context_id, epoch).await?;
     let id = ids::next_message_id(access.context.last_issued_id);
     let created_at = now_ms().max(access.context.last_message_at.unwrap_or(0));
     let ciphertext = crypto::seal(&key, id.to_string().as_bytes(), input.content.as_bytes())
@@ -332,7 +332,7 @@ pub async fn edit(
         .one(&txn)
         .await?
         .ok_or_else(|| ServiceError::not_found("Message not found"))?;
-    let key = keys::epoch_key(state, context_id, epoch).await?;
+    let key = keys::epoch_key(state, &txn, context_id, epoch).await?;
     let ciphertext = crypto::seal(
         &key,
         message_id.to_string().as_bytes(),

@@ -297,7 +297,7 @@ pub async fn admit(
     }
     let newcomer_keys = recipients(txn, &ids).await?;
     if with_history && context.current_epoch > 0 {
-        let epochs = keys::all_epochs(state, context.id, context.current_epoch).await?;
+        let epochs = keys::all_epochs(state, txn, context.id, context.current_epoch).await?;
         for recipient in &newcomer_keys {
             keys::grant_epochs(
                 state,

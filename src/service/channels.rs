@@ -218,9 +218,11 @@ pub async fn create(
         &txn,
         &model,
         &[(actor.member_id, Role::Owner)],
-        true,
-        true,
-        true,
+        contexts::Admission {
+            with_history: true,
+            rotate: true,
+            announce: true,
+        },
         now,
         &mut events,
     )
@@ -445,9 +447,11 @@ async fn admit_self(
         txn,
         channel,
         &[(actor.member_id, Role::Member)],
-        with_history,
-        !with_history,
-        true,
+        contexts::Admission {
+            with_history,
+            rotate: !with_history,
+            announce: true,
+        },
         now,
         events,
     )

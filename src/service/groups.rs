@@ -158,9 +158,11 @@ pub async fn create(
         &txn,
         &group,
         &newcomers,
-        false,
-        true,
-        false,
+        contexts::Admission {
+            with_history: false,
+            rotate: true,
+            announce: false,
+        },
         now,
         &mut events,
     )
@@ -312,9 +314,11 @@ pub async fn add_members(
         &txn,
         &access.context,
         &newcomers,
-        true,
-        true,
-        true,
+        contexts::Admission {
+            with_history: true,
+            rotate: true,
+            announce: true,
+        },
         now,
         &mut events,
     )
@@ -459,9 +463,11 @@ pub async fn promote(
         &txn,
         &group,
         &newcomers,
-        false,
-        true,
-        false,
+        contexts::Admission {
+            with_history: false,
+            rotate: true,
+            announce: false,
+        },
         now,
         &mut events,
     )

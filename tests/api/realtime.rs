@@ -456,7 +456,7 @@ async fn presence_follows_connections_idleness_and_choices() {
 
     let ada_ws = server.ws(&ada).await;
     let ada_id = ada.id.to_string();
-    let mut next_status = async |ws: &mut WsClient| -> String {
+    let next_status = async |ws: &mut WsClient| -> String {
         loop {
             let frame = ws.expect("communication:presence_changed").await;
             if frame["data"]["memberId"] == ada_id {

@@ -247,21 +247,35 @@ pub async fn recipients(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResul
         .collect())
 }
 
-/// Adds members to a context inside a locked transaction. With `with_history` they get
-/// wrapped copies of every earlier epoch and see all earlier messages; without it they see
-/// only messages issued after they joined. With `rotate`, a new epoch is made for
-/// everyone (a context's first members always get epoch 1).
+/// How members are admitted.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission {
+    /// Newcomers get every earlier epoch and see all earlier messages; otherwise only
+    /// messages issued after they joined.
+    pub with_history: bool,
+    /// Make a new epoch for everyone (a context's first members always get epoch 1).
+    pub rotate: bool,
+    /// Emit `member_joined` for each newcomer (not when the caller announces the context
+    /// itself, as `group_created` does).
+    pub announce: bool,
+}
+
+/// Adds members to a context inside a locked transaction, as `how` says; returns the new
+/// epoch if the key rotated. Events go to `events`.
 pub async fn admit(
     state: &AppState,
     txn: &impl ConnectionTrait,
     context: &context::Model,
     newcomers: &[(Uuid, Role)],
-    with_history: bool,
-    rotate: bool,
-    announce: bool,
+    how: Admission,
     now: i64,
     events: &mut Vec<Event>,
 ) -> ServiceResult<Option<i32>> {
+    let Admission {
+        with_history,
+        rotate,
+        announce,
+    } = how;
     let ids: Vec<Uuid> = newcomers.iter().map(|(id, _)| *id).collect();
     // Without history, newcomers see only messages issued after this point.
     let history_after = if with_history {

@@ -81,7 +81,11 @@ pub async fn events(
         },
         None => None,
     };
+    // Small buffers: an idle connection should cost little memory. Frames are flushed
+    // one by one.
     upgrade
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| session(state, socket, actor, params.resume))
 }

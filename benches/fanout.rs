@@ -51,7 +51,7 @@ fn free_port() -> u16 {
 async fn start_server(client: &reqwest::Client) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_brightchat"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brightchat"))
         .env("BRIGHTCHAT_DATA_DIR", dir.path())
         .env("BRIGHTCHAT_BIND", format!("127.0.0.1:{port}"))
         .env("BRIGHTCHAT_LOG", "warn")
@@ -70,6 +70,8 @@ async fn start_server(client: &reqwest::Client) -> Server {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not start");
 }
 

@@ -1,4 +1,4 @@
-//! The command line: `brightchat [serve|migrate|openapi]`.
+//! The command line: `brightchat [serve|migrate|schema|openapi]`.
 
 use std::process::ExitCode;
 
@@ -21,6 +21,8 @@ enum Command {
     Serve,
     /// Run database migrations and exit.
     Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -36,6 +38,10 @@ pub fn run() -> ExitCode {
             }
             Err(err) => fail(&format!("cannot render the OpenAPI document: {err}")),
         },
+        Command::Schema => {
+            print!("{}", crate::graphql::sdl());
+            ExitCode::SUCCESS
+        }
         Command::Serve => with_config(|config| async move { crate::serve(config).await }),
         Command::Migrate => with_config(|config| async move {
             std::fs::create_dir_all(&config.data_dir)?;

@@ -4,6 +4,8 @@
 //! serialised in the pool rather than failing with `SQLITE_BUSY`, and a pool of readers.
 //! PostgreSQL uses one pool for both.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -23,12 +25,19 @@ pub struct Db {
     pub write: DatabaseConnection,
     /// For reads that need no transaction.
     pub read: DatabaseConnection,
+    /// Statements run so far on both (for metrics, and for tests that count queries).
+    pub statements: Arc<AtomicU64>,
 }
 
 impl Db {
     /// The backend in use.
     pub fn backend(&self) -> DbBackend {
         self.write.get_database_backend()
+    }
+
+    /// Statements run so far.
+    pub fn statement_count(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     /// Whether the database answers (for `/readyz`).
@@ -40,12 +49,22 @@ impl Db {
 /// Connects to the configured database, creating the data dir and SQLite file as needed.
 pub async fn connect(config: &Config) -> anyhow::Result<Db> {
     let url = config.effective_database_url();
+    let statements = Arc::new(AtomicU64::new(0));
+    let count = |conn: &mut DatabaseConnection| {
+        let statements = statements.clone();
+        conn.set_metric_callback(move |_| {
+            statements.fetch_add(1, Ordering::Relaxed);
+        });
+    };
     if config.is_sqlite() {
-        let writer = Database::connect(sqlite_options(&url, 1)).await?;
-        let reader = Database::connect(sqlite_options(&url, 4)).await?;
+        let mut writer = Database::connect(sqlite_options(&url, 1)).await?;
+        let mut reader = Database::connect(sqlite_options(&url, 4)).await?;
+        count(&mut writer);
+        count(&mut reader);
         Ok(Db {
             write: writer,
             read: reader,
+            statements,
         })
     } else {
         let mut options = ConnectOptions::new(url);
@@ -54,10 +73,12 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false);
-        let pool = Database::connect(options).await?;
+        let mut pool = Database::connect(options).await?;
+        count(&mut pool);
         Ok(Db {
             write: pool.clone(),
             read: pool,
+            statements,
         })
     }
 }

@@ -140,34 +140,35 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = public.merge(protected).split_for_parts();
     let document: Arc<String> = Arc::new(openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
 
-    api.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let document = document.clone();
-            async move {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    (*document).clone(),
-                )
-            }
-        }),
-    )
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .layer(CatchPanicLayer::custom(|_| internal_error()))
-    .layer(
-        TraceLayer::new_for_http()
-            .make_span_with(request_span)
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-    )
-    .layer(PropagateRequestIdLayer::x_request_id())
-    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        Duration::from_secs(30),
-    ))
-    .with_state(state)
+    api.merge(crate::graphql::routes(&state))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        (*document).clone(),
+                    )
+                }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| internal_error()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
 }
 
 /// The span of one request: method, path and request id. The query string is left out on

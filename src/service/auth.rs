@@ -55,8 +55,9 @@ pub struct ChallengeRequest {
 }
 
 /// A challenge to sign.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Challenge")]
 pub struct ChallengeView {
     /// 32 random bytes, hex.
     pub challenge: String,
@@ -64,7 +65,7 @@ pub struct ChallengeView {
 }
 
 /// `POST /api/auth/login` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginRequest {
     pub member_id: Uuid,
@@ -75,8 +76,9 @@ pub struct LoginRequest {
 }
 
 /// A bearer token.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Session")]
 pub struct TokenView {
     pub token: String,
     pub expires_at: String,

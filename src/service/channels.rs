@@ -39,7 +39,9 @@ pub const MAX_INVITE_USES: i64 = 100_000;
 pub const INVITE_EXPIRY_RANGE: std::ops::RangeInclusive<i64> = 1_000..=31_536_000_000;
 
 /// A channel's visibility.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     /// Listed; anyone may join.
@@ -73,8 +75,9 @@ impl Visibility {
 }
 
 /// `POST /api/channels` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "CreateChannelInput")]
 pub struct CreateChannel {
     /// 1..=80 of `a-z 0-9 - _`, starting with a letter or digit; unique.
     pub name: String,
@@ -85,8 +88,9 @@ pub struct CreateChannel {
 }
 
 /// A channel's metadata.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Channel", complex)]
 pub struct ChannelView {
     pub id: Uuid,
     pub name: String,
@@ -104,7 +108,7 @@ pub struct ChannelView {
 }
 
 /// A channel in a listing.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelSummary {
     pub id: Uuid,
@@ -116,8 +120,9 @@ pub struct ChannelSummary {
 }
 
 /// `PUT /api/channels/:id` body: every field optional.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "UpdateChannelInput")]
 pub struct UpdateChannel {
     pub name: Option<String>,
     pub topic: Option<String>,
@@ -126,7 +131,7 @@ pub struct UpdateChannel {
 }
 
 /// The settings after an update.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelSettings {
     pub id: Uuid,
@@ -530,8 +535,9 @@ pub async fn kick(
 }
 
 /// `POST /api/channels/:id/invites` body.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "CreateInviteInput")]
 pub struct CreateInvite {
     /// 1..=100,000; omitted: unlimited.
     pub max_uses: Option<i64>,
@@ -540,8 +546,9 @@ pub struct CreateInvite {
 }
 
 /// An invite as its creator sees it (the token is shown only here).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Invite")]
 pub struct InviteView {
     pub token: String,
     pub channel_id: Uuid,

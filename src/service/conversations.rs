@@ -28,7 +28,7 @@ pub const PREVIEW_CHARS: usize = 100;
 const NOT_REACHABLE: &str = "Recipient not found";
 
 /// `POST /api/conversations` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
 pub struct SendDirectMessage {
     pub recipient_id: Uuid,
@@ -37,8 +37,9 @@ pub struct SendDirectMessage {
 }
 
 /// A direct message, with the copy encrypted for the member reading it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "DirectMessage", complex)]
 pub struct DirectMessageView {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -69,8 +70,9 @@ impl DirectMessageView {
 }
 
 /// A conversation in the caller's list.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Conversation")]
 pub struct ConversationView {
     pub id: Uuid,
     pub participants: Vec<Uuid>,

@@ -28,8 +28,9 @@ use crate::time::{now_ms, rfc3339};
 pub const PROMOTED_NAME: &str = "Group Chat";
 
 /// `POST /api/groups` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "CreateGroupInput")]
 pub struct CreateGroup {
     /// 1..=100 characters.
     pub name: String,
@@ -38,8 +39,9 @@ pub struct CreateGroup {
 }
 
 /// A group as its members see it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Group", complex)]
 pub struct GroupView {
     pub id: Uuid,
     pub name: String,
@@ -373,8 +375,9 @@ pub async fn leave(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<L
 }
 
 /// `POST /api/conversations/:id/promote` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "PromoteConversationInput")]
 pub struct PromoteConversation {
     /// Members to add besides the two participants; at least one.
     pub new_member_ids: Vec<Uuid>,
@@ -383,8 +386,9 @@ pub struct PromoteConversation {
 }
 
 /// The group a conversation became.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "PromotedConversation")]
 pub struct Promoted {
     pub group_id: Uuid,
     pub name: String,

@@ -40,8 +40,9 @@ impl Default for EpochKeyCache {
 }
 
 /// One epoch key, wrapped for the member reading it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "EpochKey")]
 pub struct KeyView {
     pub epoch: i32,
     /// Base64 ECIES ciphertext of the 32-byte key for the reader's public key.

@@ -13,8 +13,9 @@ use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
 /// A member as every API shows it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Member")]
 pub struct MemberView {
     pub id: Uuid,
     pub display_name: String,
@@ -37,7 +38,7 @@ impl From<member::Model> for MemberView {
 }
 
 /// `POST /api/members` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterMember {
     pub display_name: String,
@@ -84,6 +85,20 @@ pub async fn register(state: &AppState, input: RegisterMember) -> ServiceResult<
 /// Loads a member, if it exists.
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> ServiceResult<Option<member::Model>> {
     Ok(member::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Members by id, in one query (unknown ids are left out).
+pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResult<Vec<MemberView>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(member::Entity::find()
+        .filter(member::Column::Id.is_in(ids.to_vec()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(MemberView::from)
+        .collect())
 }
 
 /// The signed-in member.

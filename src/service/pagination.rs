@@ -20,7 +20,9 @@ pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 100;
 
 /// Which way a list is read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema, async_graphql::Enum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Oldest first, towards newer items (the default).
@@ -30,8 +32,9 @@ pub enum Direction {
 }
 
 /// The query parameters of every list route.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, async_graphql::InputObject)]
 #[into_params(parameter_in = Query)]
+#[graphql(name = "PageInput")]
 pub struct PageParams {
     /// Opaque cursor from a previous page.
     pub cursor: Option<String>,

@@ -21,7 +21,9 @@ use crate::events::{ContextType, Event, EventType, outbox};
 use crate::state::AppState;
 
 /// A member's status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PresenceStatus {
     Online,

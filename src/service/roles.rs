@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
     Serialize,
     Deserialize,
     utoipa::ToSchema,
+    async_graphql::Enum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -609,3 +609,25 @@ impl WsClient {
             .expect("send");
     }
 }
+
+impl TestServer {
+    /// Runs a GraphQL operation; returns the whole response body.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the server answers");
+        response.json().await.expect("a JSON response")
+    }
+}
+
+/// The `extensions.code` of the first GraphQL error, if any.
+pub fn gql_code(response: &Value) -> Option<String> {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned)
+}

@@ -12,6 +12,7 @@ mod channel_visibility;
 mod channels;
 mod conversations;
 mod crypto_vectors;
+mod graphql;
 mod group_concurrency;
 mod group_messages;
 mod group_roles;

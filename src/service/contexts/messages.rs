@@ -40,8 +40,9 @@ pub struct ReactionRequest {
 }
 
 /// A reaction on a message.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Reaction")]
 pub struct ReactionView {
     pub reaction_id: Uuid,
     pub message_id: Uuid,
@@ -63,8 +64,9 @@ impl From<&reaction::Model> for ReactionView {
 }
 
 /// An earlier version of an edited message, still encrypted under its own epoch.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "EditHistoryEntry")]
 pub struct EditView {
     /// Base64 `nonce || ciphertext || tag`, AAD = the message id.
     pub content: String,
@@ -74,8 +76,9 @@ pub struct EditView {
 }
 
 /// A group or channel message.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(name = "Message", complex)]
 pub struct MessageView {
     pub id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -623,6 +626,37 @@ pub async fn unpin(
 ) -> ServiceResult<Unpinned> {
     set_pin(state, actor, kind, context_id, message_id, false).await?;
     Ok(Unpinned { unpinned: true })
+}
+
+/// The pinned messages of a context the actor belongs to, in pin order (three queries
+/// however many there are).
+pub async fn pinned(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+) -> ServiceResult<Vec<MessageView>> {
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    let rows: Vec<context_message::Model> = context_message::Entity::find()
+        .filter(context_message::Column::ContextId.eq(context_id))
+        .filter(context_message::Column::PinnedAt.is_not_null())
+        .order_by_asc(context_message::Column::PinnedAt)
+        .all(&state.db.read)
+        .await?
+        .into_iter()
+        .filter(|m| visible_to(&access, m))
+        .collect();
+    let ids: Vec<Uuid> = rows.iter().map(|m| m.id).collect();
+    let mut reactions = reactions_of(&state.db.read, &ids).await?;
+    let mut edits = edits_of(&state.db.read, &ids).await?;
+    Ok(rows
+        .iter()
+        .map(|m| {
+            let r = reactions.remove(&m.id).unwrap_or_default();
+            let e = edits.remove(&m.id).unwrap_or_default();
+            view(kind, m, r, e)
+        })
+        .collect())
 }
 
 /// Ids of the pinned messages of a context, in pin order.

@@ -114,8 +114,9 @@ impl Access {
 }
 
 /// A member as listed in group and channel metadata.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(complex)]
 pub struct MemberEntry {
     pub member_id: Uuid,
     pub role: Role,
@@ -477,7 +478,7 @@ pub struct MuteRequest {
 }
 
 /// `{"muted": true, "until": …}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 pub struct Muted {
     pub muted: bool,
     pub until: String,
@@ -620,7 +621,7 @@ pub struct AssignRole {
 }
 
 /// `{"memberId", "role"}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleAssigned {
     pub member_id: Uuid,

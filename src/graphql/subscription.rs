@@ -1,0 +1,134 @@
+//! Subscriptions: one stream of every event the member may see, filterable by type and
+//! context, with the same delivery rules as `/api/events` (the same snapshot, filter and
+//! bus).
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Json, SimpleObject, Subscription as SubscriptionDerive};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::{actor, gql, state};
+use crate::events::{Event, outbox};
+
+/// One event, as the WebSocket frame carries it.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "CommunicationEvent")]
+pub struct EventPayload {
+    /// e.g. `communication:message_sent`.
+    #[graphql(name = "type")]
+    pub event_type: String,
+    /// `conversation`, `group`, `channel` or `member`.
+    pub context_type: String,
+    pub context_id: Uuid,
+    /// The resource, as REST returns it.
+    pub data: Json<serde_json::Value>,
+    pub timestamp: String,
+    pub seq: i64,
+}
+
+fn payload(event: &Event, member: Uuid) -> EventPayload {
+    EventPayload {
+        event_type: event.event_type.as_str().to_owned(),
+        context_type: serde_json::to_value(event.context_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        context_id: event.context_id,
+        data: Json(event.data_for(member).clone()),
+        timestamp: crate::time::rfc3339(event.timestamp),
+        seq: event.seq,
+    }
+}
+
+/// The root of subscriptions.
+pub struct Subscription;
+
+#[SubscriptionDerive]
+impl Subscription {
+    /// Every `communication:*` event you may see, optionally only of `types` (e.g.
+    /// `["communication:message_sent"]`) or about `contextId`; with `resume`, first what you
+    /// missed since that `seq`.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        types: Option<Vec<String>>,
+        context_id: Option<Uuid>,
+        resume: Option<i64>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventPayload>>> {
+        let state = state(ctx).clone();
+        let member = actor(ctx)?.member_id;
+        let mut live = state.events.bus.subscribe();
+        let snapshot = gql(outbox::snapshot(&state, member, resume).await)?;
+        let wanted = move |event: &Event| {
+            types
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|t| t == event.event_type.as_str()))
+                && context_id.is_none_or(|c| c == event.context_id)
+        };
+        Ok(async_stream(move |tx| async move {
+            let mut subscriber = snapshot.subscriber;
+            let mut last = snapshot.seq;
+            for event in &snapshot.replay {
+                if subscriber.admit(event)
+                    && wanted(event)
+                    && tx.send(Ok(payload(event, member))).await.is_err()
+                {
+                    return;
+                }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(event) => {
+                        if event.seq <= last {
+                            continue;
+                        }
+                        last = event.seq;
+                        if subscriber.admit(&event)
+                            && wanted(&event)
+                            && tx.send(Ok(payload(&event, member))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        let err = crate::error::ServiceError::RateLimited {
+                            message: format!(
+                                "The subscription fell behind; resubscribe with resume: {last}"
+                            ),
+                            retry_after_secs: 0,
+                        };
+                        let _ = tx.send(gql(Err(err))).await;
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }))
+    }
+}
+
+/// A stream fed by a task through a small bounded channel: a slow subscriber makes its
+/// own task wait and, soon, lag (and end), never the bus.
+fn async_stream<T, F, Fut>(body: F) -> impl Stream<Item = T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(body(tx));
+    let guard = Arc::new(AbortOnDrop(task));
+    futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv().await.map(|item| (item, (rx, guard)))
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

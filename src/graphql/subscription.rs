@@ -10,7 +10,9 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::{actor, gql, state};
-use crate::events::{Event, outbox};
+use crate::events::{Event, EventType, outbox};
+use crate::service::presence::PresenceStatus;
+use crate::service::roles::Role;
 
 /// One event, as the WebSocket frame carries it.
 #[derive(SimpleObject, Clone)]
@@ -24,19 +26,44 @@ pub struct EventPayload {
     pub context_id: Uuid,
     /// The resource, as REST returns it.
     pub data: Json<serde_json::Value>,
+    /// The member the event is about (membership, typing, presence, roles, mutes).
+    pub member_id: Option<Uuid>,
+    /// The message the event is about (sent, edited, deleted, pinned, reactions).
+    pub message_id: Option<Uuid>,
+    /// `presence_changed`: the new status.
+    pub status: Option<PresenceStatus>,
+    /// `role_changed`: the new role.
+    pub role: Option<Role>,
+    /// `key_rotated`: the new key epoch.
+    pub epoch: Option<i32>,
     pub timestamp: String,
     pub seq: i64,
 }
 
+fn field<T: serde::de::DeserializeOwned>(data: &serde_json::Value, name: &str) -> Option<T> {
+    data.get(name)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
 fn payload(event: &Event, member: Uuid) -> EventPayload {
+    let data = event.data_for(member);
+    let message_id = match event.event_type {
+        EventType::MessageSent | EventType::MessageEdited => field(data, "id"),
+        _ => field(data, "messageId"),
+    };
     EventPayload {
+        member_id: field(data, "memberId"),
+        message_id,
+        status: field(data, "status"),
+        role: field(data, "role"),
+        epoch: field(data, "epoch"),
         event_type: event.event_type.as_str().to_owned(),
         context_type: serde_json::to_value(event.context_type)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
         context_id: event.context_id,
-        data: Json(event.data_for(member).clone()),
+        data: Json(data.clone()),
         timestamp: crate::time::rfc3339(event.timestamp),
         seq: event.seq,
     }

@@ -130,8 +130,35 @@ fn parity_cases(
     message: &str,
     owner: &str,
     channel: &str,
+    conversation: &str,
+    dm: &str,
 ) -> Vec<(String, &'static str, String, Value)> {
+    let nobody = uuid::Uuid::new_v4();
     vec![
+        (
+            format!(
+                "mutation {{ sendDirectMessage(input: {{recipientId: \"{nobody}\", content: \"x\"}}) {{ id }} }}"
+            ),
+            "POST",
+            "/api/conversations".to_owned(),
+            json!({"recipientId": nobody, "content": "x"}),
+        ),
+        (
+            format!(
+                "mutation {{ deleteDirectMessage(conversationId: \"{conversation}\", messageId: \"{dm}\") }}"
+            ),
+            "DELETE",
+            format!("/api/conversations/{conversation}/messages/{dm}"),
+            Value::Null,
+        ),
+        (
+            format!(
+                "mutation {{ promoteConversation(conversationId: \"{conversation}\", input: {{newMemberIds: [\"{owner}\"]}}) {{ groupId }} }}"
+            ),
+            "POST",
+            format!("/api/conversations/{conversation}/promote"),
+            json!({"newMemberIds": [owner]}),
+        ),
         (
             format!(
                 "mutation {{ sendMessage(kind: GROUP, contextId: \"{group}\", content: \"x\") {{ id }} }}"
@@ -264,10 +291,20 @@ async fn permission_failures_match_rest() {
         .to_owned();
     let channel = server.channel(&owner, "secret-room", "secret", true).await;
 
+    let third = server.member("Third").await;
+    let dm = server.dm(&owner, &third, "private").await;
+    let conversation = dm["conversationId"].as_str().expect("id").to_owned();
+    let dm = dm["id"].as_str().expect("id").to_owned();
+
     for who in [&member, &outsider] {
-        for (mutation, method, path, body) in
-            parity_cases(&group, &message, &owner.id.to_string(), &channel)
-        {
+        for (mutation, method, path, body) in parity_cases(
+            &group,
+            &message,
+            &owner.id.to_string(),
+            &channel,
+            &conversation,
+            &dm,
+        ) {
             // A plain member may send, react and leave: those succeed both ways (and are
             // covered elsewhere); every other case must fail the same way.
             let allowed = ["sendMessage", "addReaction", "leaveGroup"];
@@ -461,7 +498,7 @@ async fn subscriptions_over_both_protocols_see_rest_events_and_outsiders_nothing
     let bob = server.member("Bob").await;
     let eve = server.member("Eve").await;
     let group = server.group(&ada, "Alpha", &[&bob]).await;
-    let query = "subscription { events(types: [\"communication:message_sent\"]) { type contextType contextId seq data } }";
+    let query = "subscription { events(types: [\"communication:message_sent\"]) { type contextType contextId seq messageId data } }";
 
     let mut modern = graphql_ws(&server, "graphql-transport-ws", json!({"token": bob.token})).await;
     assert_eq!(
@@ -499,6 +536,7 @@ async fn subscriptions_over_both_protocols_see_rest_events_and_outsiders_nothing
         assert_eq!(event["type"], "communication:message_sent");
         assert_eq!(event["contextType"], "group");
         assert_eq!(event["data"]["id"], sent["id"]);
+        assert_eq!(event["messageId"], sent["id"]);
     }
     assert!(
         next_event(&mut outsider).await.is_none(),

@@ -198,6 +198,7 @@ async fn main() {
     let ws_base = base.replacen("http://", "ws://", 1);
     let receipts: Arc<Mutex<Vec<(String, Instant)>>> =
         Arc::new(Mutex::new(Vec::with_capacity(subscribers * messages)));
+    let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut connected = 0;
     for token in &tokens {
         let (stream, _) =
@@ -205,11 +206,13 @@ async fn main() {
                 .await
                 .expect("connect");
         let receipts = receipts.clone();
+        let frames = frames.clone();
         tokio::spawn(async move {
             let (_, mut read) = stream.split();
             while let Some(Ok(frame)) = read.next().await {
                 if let Message::Text(text) = frame {
                     let at = Instant::now();
+                    frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if text.contains("communication:message_sent") {
                         let value: Value =
                             serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
@@ -222,7 +225,25 @@ async fn main() {
         });
         connected += 1;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every connection announces its member online to everyone sharing the channel: wait
+    // until that storm of presence events has passed before measuring.
+    let storm = Instant::now();
+    let mut quiet_since = Instant::now();
+    let mut seen = frames.load(std::sync::atomic::Ordering::Relaxed);
+    while quiet_since.elapsed() < Duration::from_secs(1)
+        && storm.elapsed() < Duration::from_secs(300)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = frames.load(std::sync::atomic::Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
+    println!(
+        "connect storm: {seen} presence frames delivered, settled after {:.1?}",
+        storm.elapsed().saturating_sub(Duration::from_secs(1))
+    );
     let rss_after = rss_kib(pid);
     println!(
         "memory: server RSS {} KiB before, {} KiB with {connected} idle connections: {:.1} KiB per connection",

@@ -1,8 +1,10 @@
 //! What one member may receive: its groups and channels, kept current by applying the
 //! membership changes carried by events in `seq` order, so a member who leaves or is
-//! kicked receives the event of its departure and nothing after it.
+//! kicked receives the event of its departure and nothing after it. Events about a
+//! message the member may not see (sent before it joined a channel that hides history)
+//! are held back too.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use uuid::Uuid;
 
@@ -12,12 +14,14 @@ use super::{Audience, Event};
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     member: Uuid,
-    contexts: HashSet<Uuid>,
+    /// Context → the id above which messages are visible (`None`: all of them).
+    contexts: HashMap<Uuid, Option<Uuid>>,
 }
 
 impl Subscriber {
-    /// A subscriber whose member belongs to `contexts` as of the snapshot it was read in.
-    pub fn new(member: Uuid, contexts: HashSet<Uuid>) -> Self {
+    /// A subscriber whose member belongs to `contexts` (with each membership's
+    /// `history_after`) as of the snapshot it was read in.
+    pub fn new(member: Uuid, contexts: HashMap<Uuid, Option<Uuid>>) -> Self {
         Self { member, contexts }
     }
 
@@ -31,7 +35,7 @@ impl Subscriber {
     pub fn rewind(&mut self, events: &[Event]) {
         for event in events.iter().rev() {
             if event.left.contains(&self.member) {
-                self.contexts.insert(event.context_id);
+                self.contexts.insert(event.context_id, event.history_after);
             }
             if event.joined.contains(&self.member) {
                 self.contexts.remove(&event.context_id);
@@ -43,11 +47,17 @@ impl Subscriber {
     /// check, departures after it.
     pub fn admit(&mut self, event: &Event) -> bool {
         if event.joined.contains(&self.member) {
-            self.contexts.insert(event.context_id);
+            self.contexts.insert(event.context_id, event.history_after);
         }
         let entitled = match &event.audience {
-            Audience::Context => self.contexts.contains(&event.context_id),
-            Audience::Members { ids } => ids.contains(&self.member),
+            Audience::Context => match self.contexts.get(&event.context_id) {
+                None => false,
+                Some(after) => match (after, event.message_id) {
+                    (Some(after), Some(message)) => message > *after,
+                    _ => true,
+                },
+            },
+            Audience::Members { ids } => ids.binary_search(&self.member).is_ok(),
         } && event.exclude != Some(self.member);
         if event.left.contains(&self.member) {
             self.contexts.remove(&event.context_id);
@@ -59,6 +69,24 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_history_holds_back_events_about_older_messages() {
+        let me = Uuid::new_v4();
+        let ctx = Uuid::new_v4();
+        let old = Uuid::now_v7();
+        let boundary = Uuid::now_v7();
+        let new = Uuid::now_v7();
+        let mut sub = Subscriber::new(me, HashMap::from([(ctx, Some(boundary))]));
+        let edit_old = Event::for_context(EventType::MessageEdited, ContextType::Channel, ctx, ())
+            .about_message(old);
+        let edit_new = Event::for_context(EventType::MessageEdited, ContextType::Channel, ctx, ())
+            .about_message(new);
+        let rotated = Event::for_context(EventType::KeyRotated, ContextType::Channel, ctx, ());
+        assert!(!sub.admit(&edit_old));
+        assert!(sub.admit(&edit_new));
+        assert!(sub.admit(&rotated));
+    }
     use crate::events::{ContextType, EventType};
 
     #[test]
@@ -69,12 +97,12 @@ mod tests {
         let kicked = Event::for_context(EventType::MemberKicked, ContextType::Channel, ctx, ())
             .leaving(vec![me]);
         let after = Event::for_context(EventType::KeyRotated, ContextType::Channel, ctx, ());
-        let mut sub = Subscriber::new(me, HashSet::from([ctx]));
+        let mut sub = Subscriber::new(me, HashMap::from([(ctx, None)]));
         assert!(sub.admit(&sent));
         assert!(sub.admit(&kicked));
         assert!(!sub.admit(&after));
 
-        let mut resumed = Subscriber::new(me, HashSet::new());
+        let mut resumed = Subscriber::new(me, HashMap::new());
         resumed.rewind(&[sent.clone(), kicked.clone(), after.clone()]);
         assert!(resumed.admit(&sent));
         assert!(resumed.admit(&kicked));
@@ -89,7 +117,7 @@ mod tests {
             .joining(vec![me]);
         let typing =
             Event::for_context(EventType::TypingStart, ContextType::Group, ctx, ()).excluding(me);
-        let mut sub = Subscriber::new(me, HashSet::new());
+        let mut sub = Subscriber::new(me, HashMap::new());
         assert!(sub.admit(&created));
         assert!(!sub.admit(&typing));
         let dm = Event::for_members(

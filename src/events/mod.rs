@@ -135,7 +135,8 @@ pub enum ContextType {
 pub enum Audience {
     /// The members of the group or channel `contextId`, as each connection knows them.
     Context,
-    /// Exactly these members (conversation participants, presence watchers).
+    /// Exactly these members (conversation participants, presence watchers), sorted so
+    /// that a connection finds its member by binary search.
     Members { ids: Vec<Uuid> },
 }
 
@@ -161,6 +162,14 @@ pub struct Event {
     /// Members who belong to the context from this event on (applied before delivery).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub joined: Vec<Uuid>,
+    /// The history boundary of the members in `joined` or `left` (a channel that hides
+    /// history shows them only messages with ids above this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_after: Option<Uuid>,
+    /// The message the event is about, so members who may not see it (hidden history)
+    /// do not receive it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
     /// Members who no longer belong after this event (applied after delivery, so they
     /// receive the event of their own departure and nothing later).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -185,6 +194,8 @@ impl Clone for Event {
             audience: self.audience.clone(),
             per_member: self.per_member.clone(),
             joined: self.joined.clone(),
+            history_after: self.history_after,
+            message_id: self.message_id,
             left: self.left.clone(),
             exclude: self.exclude,
             frame: OnceLock::new(),
@@ -230,13 +241,18 @@ impl Event {
         members: Vec<Uuid>,
         data: impl Serialize,
     ) -> Self {
-        Self::new(
-            event_type,
-            context_type,
-            context_id,
-            Audience::Members { ids: members },
-            data,
-        )
+        {
+            let mut ids = members;
+            ids.sort_unstable();
+            ids.dedup();
+            Self::new(
+                event_type,
+                context_type,
+                context_id,
+                Audience::Members { ids },
+                data,
+            )
+        }
     }
 
     fn new(
@@ -256,6 +272,8 @@ impl Event {
             audience,
             per_member: HashMap::new(),
             joined: Vec::new(),
+            history_after: None,
+            message_id: None,
             left: Vec::new(),
             exclude: None,
             frame: OnceLock::new(),
@@ -268,9 +286,29 @@ impl Event {
         self
     }
 
+    /// Members who join with this event and see only messages after `history_after`.
+    pub fn joining_after(mut self, members: Vec<Uuid>, history_after: Option<Uuid>) -> Self {
+        self.joined = members;
+        self.history_after = history_after;
+        self
+    }
+
+    /// The event is about this message.
+    pub fn about_message(mut self, message_id: Uuid) -> Self {
+        self.message_id = Some(message_id);
+        self
+    }
+
     /// Members who leave with this event.
     pub fn leaving(mut self, members: Vec<Uuid>) -> Self {
         self.left = members;
+        self
+    }
+
+    /// One member who leaves with this event, with the history boundary it had.
+    pub fn leaving_after(mut self, member: Uuid, history_after: Option<Uuid>) -> Self {
+        self.left = vec![member];
+        self.history_after = history_after;
         self
     }
 

@@ -1,7 +1,7 @@
 //! The outbox: events written with the change they describe, a relay that publishes
 //! committed rows in order, snapshots for (resuming) subscribers, and pruning.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,11 +200,12 @@ pub async fn snapshot(
         }
         _ => state.db.read.begin().await?,
     };
-    let contexts: HashSet<Uuid> = context_member::Entity::find()
+    let contexts: HashMap<Uuid, Option<Uuid>> = context_member::Entity::find()
         .select_only()
         .column(context_member::Column::ContextId)
+        .column(context_member::Column::HistoryAfter)
         .filter(context_member::Column::MemberId.eq(member))
-        .into_tuple::<Uuid>()
+        .into_tuple::<(Uuid, Option<Uuid>)>()
         .all(&txn)
         .await?
         .into_iter()

@@ -120,12 +120,9 @@ impl Subscription {
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
-                        let err = crate::error::ServiceError::RateLimited {
-                            message: format!(
-                                "The subscription fell behind; resubscribe with resume: {last}"
-                            ),
-                            retry_after_secs: 0,
-                        };
+                        let err = crate::error::ServiceError::Gone(format!(
+                            "The subscription fell behind; resubscribe with resume: {last}"
+                        ));
                         let _ = tx.send(gql(Err(err))).await;
                         return;
                     }

@@ -245,13 +245,26 @@ async fn view_of(state: &AppState, id: Uuid) -> ServiceResult<ChannelView> {
 }
 
 /// Channel metadata. Non-members: public 200, private and secret 403, invisible 404.
+/// Pinned messages the caller may not see (hidden history) are left out.
 pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<ChannelView> {
     let channel = contexts::find_context(&state.db.read, C, id).await?;
     let public = Visibility::parse(channel.visibility.as_deref()) == Visibility::Public;
-    if !public {
-        access_to(&state.db.read, channel, actor.member_id).await?;
+    let mine = contexts::membership(&state.db.read, id, actor.member_id).await?;
+    if mine.is_none() && !public {
+        return Err(contexts::non_member_error(&channel));
     }
-    view_of(state, id).await
+    let mut view = view_of(state, id).await?;
+    match mine {
+        Some(member) => {
+            if let Some(after) = member.history_after {
+                view.pinned_message_ids.retain(|m| *m > after);
+            }
+        }
+        // A visitor of a public channel that hides history would see none of it on joining.
+        None if !view.history_visible_to_new_members => view.pinned_message_ids.clear(),
+        None => {}
+    }
+    Ok(view)
 }
 
 /// Channels the actor can discover: public and private ones, plus secret and invisible
@@ -339,7 +352,9 @@ pub async fn update(
     if let Some(topic) = &input.topic {
         validate::topic(topic)?;
     }
-    let access = contexts::require_member(&state.db.read, C, id, actor).await?;
+    let txn = state.db.write.begin().await?;
+    let channel = lock_context(&txn, C, id).await?;
+    let access = access_to(&txn, channel, actor.member_id).await?;
     access.require(Permission::ManageChannel)?;
     let mut update = context::Entity::update_many().filter(context::Column::Id.eq(id));
     let mut channel = access.context;
@@ -364,7 +379,6 @@ pub async fn update(
         update = update.col_expr(context::Column::HistoryVisible, history.into());
         channel.history_visible = history;
     }
-    let txn = state.db.write.begin().await?;
     update
         .col_expr(context::Column::Kind, C.as_str().into())
         .exec(&txn)
@@ -393,10 +407,11 @@ pub use messages::Deleted;
 
 /// Deletes a channel with its messages, keys, invites and pins (owner only).
 pub async fn delete(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Deleted> {
-    let access = contexts::require_member(&state.db.read, C, id, actor).await?;
-    access.require(Permission::ManageChannel)?;
     let txn = state.db.write.begin().await?;
-    lock_context(&txn, C, id).await?;
+    let channel = lock_context(&txn, C, id).await?;
+    access_to(&txn, channel, actor.member_id)
+        .await?
+        .require(Permission::ManageChannel)?;
     // Everyone in it receives the deletion, and nothing of the channel after it.
     let members: Vec<Uuid> = contexts::members_of(&txn, id)
         .await?
@@ -632,7 +647,8 @@ pub async fn redeem(
     let hash = hash_token(token);
     let now = now_ms();
     let txn = state.db.write.begin().await?;
-    let channel = lock_context(&txn, C, id).await?;
+    // A missing channel answers exactly like a wrong token: the path reveals nothing.
+    let channel = lock_context(&txn, C, id).await.map_err(|_| not_found())?;
     invite::Entity::find_by_id(hash.clone())
         .filter(invite::Column::ChannelId.eq(id))
         .one(&txn)

@@ -425,9 +425,9 @@ pub async fn promote(
         .into_iter()
         .filter(|id| *id != actor.member_id && *id != other)
         .collect::<Vec<_>>();
-    if input.new_member_ids.is_empty() {
+    if added.is_empty() {
         return Err(ServiceError::validation(
-            "newMemberIds must be a non-empty array",
+            "newMemberIds must name at least one member besides the two participants",
         ));
     }
     require_registered(state, &added).await?;

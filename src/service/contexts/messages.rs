@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use entity::{context, context_message, message_edit, reaction};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -149,6 +149,18 @@ async fn visible_message(
         .ok_or_else(|| ServiceError::not_found("Message not found"))
 }
 
+/// Locks the context inside `txn` and returns the actor's access to it: every check of a
+/// write is made under the lock, against state no concurrent change can alter.
+async fn locked_access(
+    txn: &DatabaseTransaction,
+    kind: Kind,
+    context_id: Uuid,
+    actor: &Actor,
+) -> ServiceResult<Access> {
+    let context = lock_context(txn, kind, context_id).await?;
+    access_to(txn, context, actor.member_id).await
+}
+
 /// Sends a message, encrypted under the context's current epoch.
 pub async fn send(
     state: &AppState,
@@ -158,16 +170,10 @@ pub async fn send(
     input: ContentRequest,
 ) -> ServiceResult<MessageView> {
     validate::message_content(&input.content)?;
-    // Fail fast outside the transaction; the checks are repeated under the lock.
-    let now = now_ms();
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
-    access.require(Permission::SendMessages)?;
-    access.require_not_muted(now)?;
-
     let txn = state.db.write.begin().await?;
-    let context = lock_context(&txn, kind, context_id).await?;
-    let access = access_to(&txn, context, actor.member_id).await?;
+    let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require(Permission::SendMessages)?;
+    access.require_not_muted(now_ms())?;
     let epoch = access.context.current_epoch;
     let key = keys::epoch_key(state, &txn, context_id, epoch).await?;
     let id = ids::next_message_id(access.context.last_issued_id);
@@ -211,7 +217,8 @@ pub async fn send(
         context_type(kind),
         context_id,
         &message,
-    );
+    )
+    .about_message(message.id);
     outbox::record(&txn, vec![event]).await?;
     outbox::commit(state, txn).await?;
     Ok(message)
@@ -317,8 +324,10 @@ pub async fn edit(
 ) -> ServiceResult<MessageView> {
     validate::message_content(&input.content)?;
     let now = now_ms();
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
-    let message = visible_message(&state.db.read, &access, message_id).await?;
+    let txn = state.db.write.begin().await?;
+    let access = locked_access(&txn, kind, context_id, actor).await?;
+    // Read under the lock: a concurrent edit must not lose a version.
+    let message = visible_message(&txn, &access, message_id).await?;
     if message.sender_id != actor.member_id {
         return Err(ServiceError::forbidden(
             "Only the author can edit this message",
@@ -326,15 +335,7 @@ pub async fn edit(
     }
     access.require_not_muted(now)?;
 
-    let txn = state.db.write.begin().await?;
-    let context = lock_context(&txn, kind, context_id).await?;
-    let epoch = context.current_epoch;
-    // Re-read under the lock: a concurrent edit must not lose a version.
-    let message = context_message::Entity::find_by_id(message_id)
-        .filter(context_message::Column::ContextId.eq(context_id))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("Message not found"))?;
+    let epoch = access.context.current_epoch;
     let key = keys::epoch_key(state, &txn, context_id, epoch).await?;
     let ciphertext = crypto::seal(
         &key,
@@ -382,7 +383,8 @@ pub async fn edit(
         context_type(kind),
         context_id,
         &edited,
-    );
+    )
+    .about_message(message_id);
     outbox::record(&txn, vec![event]).await?;
     outbox::commit(state, txn).await?;
     Ok(edited)
@@ -403,13 +405,14 @@ pub async fn delete(
     context_id: Uuid,
     message_id: Uuid,
 ) -> ServiceResult<Deleted> {
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
-    let message = visible_message(&state.db.read, &access, message_id).await?;
+    let txn = state.db.write.begin().await?;
+    let access = locked_access(&txn, kind, context_id, actor).await?;
+    let message = visible_message(&txn, &access, message_id).await?;
     if message.sender_id == actor.member_id {
         access.require(Permission::DeleteOwnMessages)?;
     } else {
         access.require(Permission::DeleteAnyMessage)?;
-        let author_role = membership(&state.db.read, context_id, message.sender_id)
+        let author_role = membership(&txn, context_id, message.sender_id)
             .await?
             .map_or(Role::Member, |m| Role::parse(&m.role));
         if !access.role.outranks(author_role) {
@@ -418,8 +421,7 @@ pub async fn delete(
             ));
         }
     }
-    let txn = state.db.write.begin().await?;
-    let context = lock_context(&txn, kind, context_id).await?;
+    let context = &access.context;
     let removed = context_message::Entity::delete_many()
         .filter(context_message::Column::Id.eq(message_id))
         .filter(context_message::Column::ContextId.eq(context_id))
@@ -448,7 +450,8 @@ pub async fn delete(
         context_type(kind),
         context_id,
         MessageRef { message_id },
-    );
+    )
+    .about_message(message_id);
     outbox::record(&txn, vec![event]).await?;
     outbox::commit(state, txn).await?;
     Ok(Deleted { deleted: true })
@@ -464,9 +467,10 @@ pub async fn react(
     input: ReactionRequest,
 ) -> ServiceResult<ReactionView> {
     validate::emoji(&input.emoji)?;
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    let txn = state.db.write.begin().await?;
+    let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require_not_muted(now_ms())?;
-    visible_message(&state.db.read, &access, message_id).await?;
+    visible_message(&txn, &access, message_id).await?;
     let row = reaction::Model {
         id: Uuid::now_v7(),
         message_id,
@@ -474,7 +478,6 @@ pub async fn react(
         emoji: input.emoji,
         created_at: now_ms(),
     };
-    let txn = state.db.write.begin().await?;
     reaction::Entity::insert(reaction::ActiveModel {
         id: Set(row.id),
         message_id: Set(row.message_id),
@@ -499,7 +502,8 @@ pub async fn react(
         context_type(kind),
         context_id,
         &added,
-    );
+    )
+    .about_message(message_id);
     outbox::record(&txn, vec![event]).await?;
     outbox::commit(state, txn).await?;
     Ok(added)
@@ -520,11 +524,12 @@ pub async fn unreact(
     message_id: Uuid,
     reaction_id: Uuid,
 ) -> ServiceResult<Removed> {
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
-    visible_message(&state.db.read, &access, message_id).await?;
+    let txn = state.db.write.begin().await?;
+    let access = locked_access(&txn, kind, context_id, actor).await?;
+    visible_message(&txn, &access, message_id).await?;
     let row = reaction::Entity::find_by_id(reaction_id)
         .filter(reaction::Column::MessageId.eq(message_id))
-        .one(&state.db.read)
+        .one(&txn)
         .await?
         .ok_or_else(|| ServiceError::not_found("Reaction not found"))?;
     if row.member_id != actor.member_id {
@@ -532,7 +537,6 @@ pub async fn unreact(
             "Only the member who reacted can remove this reaction",
         ));
     }
-    let txn = state.db.write.begin().await?;
     let removed = reaction::Entity::delete_by_id(reaction_id)
         .exec(&txn)
         .await?;
@@ -544,7 +548,8 @@ pub async fn unreact(
         context_type(kind),
         context_id,
         ReactionView::from(&row),
-    );
+    )
+    .about_message(message_id);
     outbox::record(&txn, vec![event]).await?;
     outbox::commit(state, txn).await?;
     Ok(Removed { removed: true })
@@ -571,9 +576,10 @@ async fn set_pin(
     message_id: Uuid,
     pin: bool,
 ) -> ServiceResult<()> {
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    let txn = state.db.write.begin().await?;
+    let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require(Permission::PinMessages)?;
-    let message = visible_message(&state.db.read, &access, message_id).await?;
+    let message = visible_message(&txn, &access, message_id).await?;
     if message.pinned_at.is_some() == pin {
         return Ok(());
     }
@@ -582,7 +588,6 @@ async fn set_pin(
     } else {
         (None, None)
     };
-    let txn = state.db.write.begin().await?;
     context_message::Entity::update_many()
         .col_expr(context_message::Column::PinnedAt, at.into())
         .col_expr(context_message::Column::PinnedBy, by.into())
@@ -599,7 +604,8 @@ async fn set_pin(
         context_type(kind),
         context_id,
         MessageRef { message_id },
-    );
+    )
+    .about_message(message_id);
     outbox::record(&txn, vec![event]).await?;
     outbox::commit(state, txn).await
 }

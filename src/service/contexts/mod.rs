@@ -306,7 +306,7 @@ pub async fn admit(
                     context.id,
                     MemberRef { member_id: *id },
                 )
-                .joining(vec![*id]),
+                .joining_after(vec![*id], history_after),
             );
         }
     }
@@ -382,7 +382,7 @@ pub async fn depart(
                 member_id: departing.member_id,
             },
         )
-        .leaving(vec![departing.member_id]),
+        .leaving_after(departing.member_id, departing.history_after),
     );
     context_member::Entity::delete_by_id((context.id, departing.member_id))
         .exec(txn)
@@ -500,20 +500,8 @@ pub async fn mute(
     input: MuteRequest,
 ) -> ServiceResult<Muted> {
     let duration = validate::mute_duration(input.duration_ms)?;
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
-    access.require(Permission::MuteMembers)?;
-    target_below(&state.db.read, &access, target).await?;
     let until = now_ms() + duration;
-    let event = Event::for_context(
-        EventType::MemberMuted,
-        context_type_of(&access.context),
-        context_id,
-        MutedData {
-            member_id: target,
-            until: rfc3339(until),
-        },
-    );
-    set_mute(state, context_id, target, Some(until), event).await?;
+    set_mute(state, actor, kind, context_id, target, Some(until)).await?;
     Ok(Muted {
         muted: true,
         until: rfc3339(until),
@@ -528,16 +516,7 @@ pub async fn unmute(
     context_id: Uuid,
     target: Uuid,
 ) -> ServiceResult<Unmuted> {
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
-    access.require(Permission::MuteMembers)?;
-    target_below(&state.db.read, &access, target).await?;
-    let event = Event::for_context(
-        EventType::MemberUnmuted,
-        context_type_of(&access.context),
-        context_id,
-        MemberRef { member_id: target },
-    );
-    set_mute(state, context_id, target, None, event).await?;
+    set_mute(state, actor, kind, context_id, target, None).await?;
     Ok(Unmuted { unmuted: true })
 }
 
@@ -551,18 +530,41 @@ struct MutedData {
 
 async fn set_mute(
     state: &AppState,
+    actor: &Actor,
+    kind: Kind,
     context_id: Uuid,
-    member_id: Uuid,
+    target: Uuid,
     until: Option<i64>,
-    event: Event,
 ) -> ServiceResult<()> {
     let txn = state.db.write.begin().await?;
+    let context = lock_context(&txn, kind, context_id).await?;
+    let access = access_to(&txn, context, actor.member_id).await?;
+    access.require(Permission::MuteMembers)?;
+    target_below(&txn, &access, target).await?;
     context_member::Entity::update_many()
         .col_expr(context_member::Column::MutedUntil, until.into())
         .filter(context_member::Column::ContextId.eq(context_id))
-        .filter(context_member::Column::MemberId.eq(member_id))
+        .filter(context_member::Column::MemberId.eq(target))
         .exec(&txn)
         .await?;
+    let ctx_type = context_type_of(&access.context);
+    let event = match until {
+        Some(until) => Event::for_context(
+            EventType::MemberMuted,
+            ctx_type,
+            context_id,
+            MutedData {
+                member_id: target,
+                until: rfc3339(until),
+            },
+        ),
+        None => Event::for_context(
+            EventType::MemberUnmuted,
+            ctx_type,
+            context_id,
+            MemberRef { member_id: target },
+        ),
+    };
     outbox::record(&txn, vec![event]).await?;
     outbox::commit(state, txn).await
 }

@@ -676,3 +676,64 @@ async fn a_slow_client_is_cut_off_without_delaying_a_fast_one() {
         assert_eq!(code, CloseCode::from(4008));
     }
 }
+
+#[tokio::test]
+async fn events_about_hidden_history_are_held_back() {
+    let server = TestServer::start().await;
+    let ada = server.member("Ada").await;
+    let bob = server.member("Bob").await;
+    let channel = server.channel(&ada, "quiet", "public", false).await;
+    let base = format!("/api/channels/{channel}");
+    let old = server.channel_message(&ada, &channel, "before Bob").await;
+    let old_id = old["id"].as_str().expect("id").to_owned();
+    server
+        .post(
+            &format!("{base}/messages/{old_id}/pin"),
+            Some(&ada.token),
+            json!({}),
+        )
+        .await
+        .data(200);
+    server
+        .post(&format!("{base}/join"), Some(&bob.token), json!({}))
+        .await
+        .data(200);
+    // Bob does not see the earlier pin in the metadata either.
+    let meta = server.get(&base, Some(&bob.token)).await;
+    assert_eq!(meta.data(200)["pinnedMessageIds"], json!([]));
+
+    let mut bob_ws = server.ws(&bob).await;
+    server
+        .put(
+            &format!("{base}/messages/{old_id}"),
+            Some(&ada.token),
+            json!({"content": "edited before Bob"}),
+        )
+        .await
+        .data(200);
+    server
+        .post(
+            &format!("{base}/messages/{old_id}/reactions"),
+            Some(&ada.token),
+            json!({"emoji": "👀"}),
+        )
+        .await
+        .data(201);
+    server
+        .delete(&format!("{base}/messages/{old_id}/pin"), Some(&ada.token))
+        .await
+        .data(200);
+    let new = server.channel_message(&ada, &channel, "after Bob").await;
+    let frames = bob_ws.drain(QUIET).await;
+    assert!(
+        frames.iter().all(
+            |f| f["data"]["id"] != old_id.as_str() && f["data"]["messageId"] != old_id.as_str()
+        ),
+        "events about a message from before Bob joined reached him: {frames:?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["type"] == "communication:message_sent" && f["data"]["id"] == new["id"])
+    );
+}

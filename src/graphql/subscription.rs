@@ -85,7 +85,8 @@ impl Subscription {
         resume: Option<i64>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventPayload>>> {
         let state = state(ctx).clone();
-        let member = actor(ctx)?.member_id;
+        let signed_in = actor(ctx)?.clone();
+        let member = signed_in.member_id;
         let mut live = state.events.bus.subscribe();
         let snapshot = gql(outbox::snapshot(&state, member, resume).await)?;
         let wanted = move |event: &Event| {
@@ -105,8 +106,22 @@ impl Subscription {
                     return;
                 }
             }
+            // A token revoked or expired while subscribed ends the subscription.
+            let mut recheck = tokio::time::interval(std::time::Duration::from_secs(2));
+            recheck.reset();
             loop {
-                match live.recv().await {
+                let received = tokio::select! {
+                    _ = recheck.tick() => {
+                        if !crate::service::auth::still_valid(&state, &signed_in).await.unwrap_or(true) {
+                            let err = crate::error::ServiceError::unauthorized("The token was revoked or has expired");
+                            let _ = tx.send(gql(Err(err))).await;
+                            return;
+                        }
+                        continue;
+                    }
+                    received = live.recv() => received,
+                };
+                match received {
                     Ok(event) => {
                         if event.seq <= last {
                             continue;

@@ -32,6 +32,8 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// How long an unauthenticated connection may wait before its auth frame.
 const AUTH_WINDOW: Duration = Duration::from_secs(5);
+/// How often an open connection checks that its token is still valid.
+const TOKEN_RECHECK: Duration = Duration::from_secs(2);
 /// Largest client frame.
 const MAX_CLIENT_FRAME: usize = 16 * 1024;
 
@@ -201,8 +203,16 @@ async fn serve(
             send(state, sink, event.frame_for(member).to_string()).await?;
         }
     }
+    // A token revoked or expired while connected ends the connection.
+    let mut recheck = tokio::time::interval(TOKEN_RECHECK);
+    recheck.reset();
     loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                if !auth::still_valid(state, actor).await.unwrap_or(true) {
+                    return Err((CLOSE_UNAUTHORIZED, "the token was revoked or has expired"));
+                }
+            }
             received = live.recv() => match received {
                 Ok(event) => {
                     if event.seq <= last {

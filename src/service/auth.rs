@@ -155,11 +155,24 @@ pub async fn login(state: &AppState, input: LoginRequest) -> ServiceResult<Token
 
 /// Resolves a bearer token to the member it belongs to.
 pub async fn authenticate(state: &AppState, token: &str) -> ServiceResult<Actor> {
-    let unauthorized = || ServiceError::unauthorized("Authentication required");
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
-        return Err(unauthorized());
+        return Err(ServiceError::unauthorized("Authentication required"));
     }
-    let hash = hash_token(token);
+    resolve(state, hash_token(token)).await
+}
+
+/// Whether the token an actor signed in with is still valid (not revoked, not expired):
+/// long-lived connections ask this periodically.
+pub async fn still_valid(state: &AppState, actor: &Actor) -> ServiceResult<bool> {
+    match resolve(state, actor.token_hash).await {
+        Ok(_) => Ok(true),
+        Err(ServiceError::Unauthorized(_)) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
+async fn resolve(state: &AppState, hash: [u8; 32]) -> ServiceResult<Actor> {
+    let unauthorized = || ServiceError::unauthorized("Authentication required");
     let now = now_ms();
     if let Some((member_id, expires_at, cached_until)) = state.tokens.cache.get(&hash) {
         if now < expires_at && now < cached_until {

@@ -737,3 +737,18 @@ async fn events_about_hidden_history_are_held_back() {
             .any(|f| f["type"] == "communication:message_sent" && f["data"]["id"] == new["id"])
     );
 }
+
+#[tokio::test]
+async fn signing_out_closes_open_sockets() {
+    let server = TestServer::start().await;
+    let ada = server.member("Ada").await;
+    let mut ws = server.ws(&ada).await;
+    server
+        .delete("/api/auth/token", Some(&ada.token))
+        .await
+        .data(200);
+    assert_eq!(
+        close_code(&mut ws, Duration::from_secs(6)).await,
+        Some(4001)
+    );
+}

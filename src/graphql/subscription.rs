@@ -10,7 +10,14 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::{actor, gql, state};
-use crate::events::{Event, EventType, outbox};
+use serde::Deserialize;
+
+use crate::events::{ContextType, Event, EventType, outbox};
+use crate::service::channels::ChannelSettings;
+use crate::service::contexts::RoleAssigned;
+use crate::service::contexts::messages::{MessageView, ReactionView};
+use crate::service::conversations::DirectMessageView;
+use crate::service::groups::GroupView;
 use crate::service::presence::PresenceStatus;
 use crate::service::roles::Role;
 
@@ -24,8 +31,10 @@ pub struct EventPayload {
     /// `conversation`, `group`, `channel` or `member`.
     pub context_type: String,
     pub context_id: Uuid,
-    /// The resource, as REST returns it.
+    /// The resource, as REST returns it (JSON).
     pub data: Json<serde_json::Value>,
+    /// The same resource, typed.
+    pub payload: Option<EventData>,
     /// The member the event is about (membership, typing, presence, roles, mutes).
     pub member_id: Option<Uuid>,
     /// The message the event is about (sent, edited, deleted, pinned, reactions).
@@ -63,9 +72,94 @@ fn payload(event: &Event, member: Uuid) -> EventPayload {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
         context_id: event.context_id,
+        payload: typed(event, data),
         data: Json(data.clone()),
         timestamp: crate::time::rfc3339(event.timestamp),
         seq: event.seq,
+    }
+}
+
+/// `{messageId}`: deletes and pins.
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRefData {
+    pub message_id: Uuid,
+}
+
+/// `{memberId}`: joins, departures, unmutes, typing.
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRefData {
+    pub member_id: Uuid,
+}
+
+/// `{memberId, until}`: `member_muted`.
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberMutedData {
+    pub member_id: Uuid,
+    pub until: String,
+}
+
+/// `{epoch}`: `key_rotated`.
+#[derive(SimpleObject, Deserialize, Clone)]
+pub struct KeyRotatedData {
+    pub epoch: i32,
+}
+
+/// `{channelId}`: `channel_deleted`.
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelDeletedData {
+    pub channel_id: Uuid,
+}
+
+/// `{memberId, status}`: `presence_changed`.
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceChangedData {
+    pub member_id: Uuid,
+    pub status: PresenceStatus,
+}
+
+/// The typed data of an event: one member per shape.
+#[derive(async_graphql::Union, Clone)]
+pub enum EventData {
+    Message(MessageView),
+    DirectMessage(DirectMessageView),
+    Reaction(ReactionView),
+    Group(GroupView),
+    ChannelSettings(ChannelSettings),
+    RoleChanged(RoleAssigned),
+    MessageRef(MessageRefData),
+    MemberRef(MemberRefData),
+    MemberMuted(MemberMutedData),
+    KeyRotated(KeyRotatedData),
+    ChannelDeleted(ChannelDeletedData),
+    PresenceChanged(PresenceChangedData),
+}
+
+fn typed(event: &Event, data: &serde_json::Value) -> Option<EventData> {
+    use EventType::*;
+    fn parse<T: serde::de::DeserializeOwned>(data: &serde_json::Value) -> Option<T> {
+        serde_json::from_value(data.clone()).ok()
+    }
+    let conversation = event.context_type == ContextType::Conversation;
+    match event.event_type {
+        MessageSent | MessageEdited if conversation => parse(data).map(EventData::DirectMessage),
+        MessageSent | MessageEdited => parse(data).map(EventData::Message),
+        MessageDeleted | MessagePinned | MessageUnpinned => parse(data).map(EventData::MessageRef),
+        ReactionAdded | ReactionRemoved => parse(data).map(EventData::Reaction),
+        TypingStart | TypingStop | MemberJoined | MemberLeft | MemberKicked | MemberUnmuted => {
+            parse(data).map(EventData::MemberRef)
+        }
+        MemberMuted => parse(data).map(EventData::MemberMuted),
+        GroupCreated => parse(data).map(EventData::Group),
+        ChannelUpdated => parse(data).map(EventData::ChannelSettings),
+        ChannelDeleted => parse(data).map(EventData::ChannelDeleted),
+        PresenceChanged => parse(data).map(EventData::PresenceChanged),
+        KeyRotated => parse(data).map(EventData::KeyRotated),
+        RoleChanged => parse(data).map(EventData::RoleChanged),
     }
 }
 

@@ -131,7 +131,7 @@ pub struct UpdateChannel {
 }
 
 /// The settings after an update.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelSettings {
     pub id: Uuid,

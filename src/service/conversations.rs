@@ -37,7 +37,7 @@ pub struct SendDirectMessage {
 }
 
 /// A direct message, with the copy encrypted for the member reading it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "DirectMessage", complex)]
 pub struct DirectMessageView {

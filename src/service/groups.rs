@@ -39,7 +39,7 @@ pub struct CreateGroup {
 }
 
 /// A group as its members see it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "Group", complex)]
 pub struct GroupView {

@@ -498,7 +498,7 @@ async fn subscriptions_over_both_protocols_see_rest_events_and_outsiders_nothing
     let bob = server.member("Bob").await;
     let eve = server.member("Eve").await;
     let group = server.group(&ada, "Alpha", &[&bob]).await;
-    let query = "subscription { events(types: [\"communication:message_sent\"]) { type contextType contextId seq messageId data } }";
+    let query = "subscription { events(types: [\"communication:message_sent\"]) { type contextType contextId seq messageId data payload { __typename ... on Message { id keyEpoch sender { displayName } } } } }";
 
     let mut modern = graphql_ws(&server, "graphql-transport-ws", json!({"token": bob.token})).await;
     assert_eq!(
@@ -537,6 +537,9 @@ async fn subscriptions_over_both_protocols_see_rest_events_and_outsiders_nothing
         assert_eq!(event["contextType"], "group");
         assert_eq!(event["data"]["id"], sent["id"]);
         assert_eq!(event["messageId"], sent["id"]);
+        assert_eq!(event["payload"]["__typename"], "Message");
+        assert_eq!(event["payload"]["id"], sent["id"]);
+        assert_eq!(event["payload"]["sender"]["displayName"], "Ada");
     }
     assert!(
         next_event(&mut outsider).await.is_none(),

@@ -40,7 +40,7 @@ pub struct ReactionRequest {
 }
 
 /// A reaction on a message.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "Reaction")]
 pub struct ReactionView {
@@ -64,7 +64,7 @@ impl From<&reaction::Model> for ReactionView {
 }
 
 /// An earlier version of an edited message, still encrypted under its own epoch.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "EditHistoryEntry")]
 pub struct EditView {
@@ -76,7 +76,7 @@ pub struct EditView {
 }
 
 /// A group or channel message.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "Message", complex)]
 pub struct MessageView {

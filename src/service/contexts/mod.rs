@@ -114,7 +114,7 @@ impl Access {
 }
 
 /// A member as listed in group and channel metadata.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 #[graphql(complex)]
 pub struct MemberEntry {
@@ -623,7 +623,7 @@ pub struct AssignRole {
 }
 
 /// `{"memberId", "role"}`.
-#[derive(Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleAssigned {
     pub member_id: Uuid,

@@ -193,7 +193,8 @@ async fn non_members_see_each_mode_as_the_contract_says() {
             1,
             "{mode}"
         );
-        server.channel_message(&newcomer, &channel, "me too").await;
+        let own = server.channel_message(&newcomer, &channel, "me too").await;
+        let own_id = own["id"].as_str().expect("id").to_owned();
         server
             .get(
                 &format!("/api/channels/{channel}/keys"),
@@ -235,11 +236,101 @@ async fn non_members_see_each_mode_as_the_contract_says() {
                 format!("/api/channels/{channel}/messages/{message_id}/pin"),
                 Some(json!({})),
             ),
+            (
+                Method::DELETE,
+                format!("/api/channels/{channel}/messages/{message_id}/pin"),
+                None,
+            ),
+            (
+                Method::PUT,
+                format!("/api/channels/{channel}/messages/{message_id}"),
+                Some(json!({"content": "not mine"})),
+            ),
+            (
+                Method::DELETE,
+                format!("/api/channels/{channel}/messages/{message_id}"),
+                None,
+            ),
+            (
+                Method::DELETE,
+                format!("/api/channels/{channel}/messages/{message_id}/reactions/{reaction_id}"),
+                None,
+            ),
+            (
+                Method::POST,
+                format!("/api/channels/{channel}/mute/{}", owner.id),
+                Some(json!({"durationMs": 1000})),
+            ),
+            (
+                Method::DELETE,
+                format!("/api/channels/{channel}/mute/{}", owner.id),
+                None,
+            ),
+            (
+                Method::PUT,
+                format!("/api/channels/{channel}/roles/{}", owner.id),
+                Some(json!({"role": "member"})),
+            ),
         ] {
-            server
-                .call(method, &path, Some(&newcomer.token), body)
-                .await
-                .error(403, "FORBIDDEN");
+            let answer = server
+                .call(method.clone(), &path, Some(&newcomer.token), body)
+                .await;
+            assert_eq!(
+                answer.status.as_u16(),
+                403,
+                "{mode}: member {method} {path}: {}",
+                answer.body
+            );
+            assert_eq!(answer.body["error"]["code"], "FORBIDDEN");
+        }
+        // What a member may do, it may do in every mode.
+        let base = format!("/api/channels/{channel}");
+        server
+            .put(
+                &format!("{base}/messages/{own_id}"),
+                Some(&newcomer.token),
+                json!({"content": "edited"}),
+            )
+            .await
+            .data(200);
+        let reaction = server
+            .post(
+                &format!("{base}/messages/{message_id}/reactions"),
+                Some(&newcomer.token),
+                json!({"emoji": "🎉"}),
+            )
+            .await;
+        let mine = reaction.data(201)["reactionId"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        server
+            .delete(
+                &format!("{base}/messages/{message_id}/reactions/{mine}"),
+                Some(&newcomer.token),
+            )
+            .await
+            .data(200);
+        server
+            .delete(&format!("{base}/messages/{own_id}"), Some(&newcomer.token))
+            .await
+            .data(200);
+        server.get(&base, Some(&newcomer.token)).await.data(200);
+        server
+            .post(&format!("{base}/join"), Some(&newcomer.token), json!({}))
+            .await
+            .error(409, "ALREADY_EXISTS");
+        server
+            .post(&format!("{base}/leave"), Some(&newcomer.token), json!({}))
+            .await
+            .data(200);
+        let after = server.get(&base, Some(&newcomer.token)).await;
+        match mode {
+            "public" => {
+                after.data(200);
+            }
+            "invisible" => after.error(404, "NOT_FOUND"),
+            _ => after.error(403, "FORBIDDEN"),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod bus;
 pub mod filter;
 pub mod outbox;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

@@ -2,17 +2,16 @@
 //! context, with the same delivery rules as `/api/events` (the same snapshot, filter and
 //! bus).
 
-use std::sync::Arc;
-
 use async_graphql::{Context, Json, SimpleObject, Subscription as SubscriptionDerive};
 use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::{actor, gql, state};
 use serde::Deserialize;
 
-use crate::events::{ContextType, Event, EventType, outbox};
+use crate::error::ServiceError;
+use crate::events::stream::{EventStream, StreamEnd};
+use crate::events::{ContextType, Event, EventType};
 use crate::service::channels::ChannelSettings;
 use crate::service::contexts::RoleAssigned;
 use crate::service::contexts::messages::{MessageView, ReactionView};
@@ -163,6 +162,21 @@ fn typed(event: &Event, data: &serde_json::Value) -> Option<EventData> {
     }
 }
 
+/// The filters a subscription asked for.
+struct Wanted {
+    types: Option<Vec<String>>,
+    context_id: Option<Uuid>,
+}
+
+impl Wanted {
+    fn matches(&self, event: &Event) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|t| t == event.event_type.as_str()))
+            && self.context_id.is_none_or(|c| c == event.context_id)
+    }
+}
+
 /// The root of subscriptions.
 pub struct Subscription;
 
@@ -178,90 +192,36 @@ impl Subscription {
         context_id: Option<Uuid>,
         resume: Option<i64>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventPayload>>> {
-        let state = state(ctx).clone();
-        let signed_in = actor(ctx)?.clone();
-        let member = signed_in.member_id;
-        let mut live = state.events.bus.subscribe();
-        let snapshot = gql(outbox::snapshot(&state, member, resume).await)?;
-        let wanted = move |event: &Event| {
-            types
-                .as_ref()
-                .is_none_or(|t| t.iter().any(|t| t == event.event_type.as_str()))
-                && context_id.is_none_or(|c| c == event.context_id)
-        };
-        Ok(async_stream(move |tx| async move {
-            let mut subscriber = snapshot.subscriber;
-            let mut last = snapshot.seq;
-            for event in &snapshot.replay {
-                if subscriber.admit(event)
-                    && wanted(event)
-                    && tx.send(Ok(payload(event, member))).await.is_err()
-                {
-                    return;
+        let member = actor(ctx)?.member_id;
+        let events = gql(EventStream::open(state(ctx), actor(ctx)?, resume).await)?;
+        let wanted = Wanted { types, context_id };
+        // Pulled one event at a time: a subscriber that stops reading falls behind on the
+        // bus and its stream ends, never holding anyone else up.
+        Ok(futures_util::stream::unfold(
+            Some((events, wanted)),
+            move |open| async move {
+                let (mut events, wanted) = open?;
+                loop {
+                    match events.next().await {
+                        Ok(event) if wanted.matches(&event) => {
+                            return Some((Ok(payload(&event, member)), Some((events, wanted))));
+                        }
+                        Ok(_) => continue,
+                        Err(end) => {
+                            let err = match end {
+                                StreamEnd::Lagged { last } => ServiceError::Gone(format!(
+                                    "The subscription fell behind; resubscribe with resume: {last}"
+                                )),
+                                StreamEnd::Unauthorized => ServiceError::unauthorized(
+                                    "The token was revoked or has expired",
+                                ),
+                                StreamEnd::Closed => return None,
+                            };
+                            return Some((gql(Err(err)), None));
+                        }
+                    }
                 }
-            }
-            // A token revoked or expired while subscribed ends the subscription.
-            let mut recheck = tokio::time::interval(std::time::Duration::from_secs(2));
-            recheck.reset();
-            loop {
-                let received = tokio::select! {
-                    _ = recheck.tick() => {
-                        if !crate::service::auth::still_valid(&state, &signed_in).await.unwrap_or(true) {
-                            let err = crate::error::ServiceError::unauthorized("The token was revoked or has expired");
-                            let _ = tx.send(gql(Err(err))).await;
-                            return;
-                        }
-                        continue;
-                    }
-                    received = live.recv() => received,
-                };
-                match received {
-                    Ok(event) => {
-                        if event.seq <= last {
-                            continue;
-                        }
-                        last = event.seq;
-                        if subscriber.admit(&event)
-                            && wanted(&event)
-                            && tx.send(Ok(payload(&event, member))).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => {
-                        let err = crate::error::ServiceError::Gone(format!(
-                            "The subscription fell behind; resubscribe with resume: {last}"
-                        ));
-                        let _ = tx.send(gql(Err(err))).await;
-                        return;
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        }))
-    }
-}
-
-/// A stream fed by a task through a small bounded channel: a slow subscriber makes its
-/// own task wait and, soon, lag (and end), never the bus.
-fn async_stream<T, F, Fut>(body: F) -> impl Stream<Item = T>
-where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let task = tokio::spawn(body(tx));
-    let guard = Arc::new(AbortOnDrop(task));
-    futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        rx.recv().await.map(|item| (item, (rx, guard)))
-    })
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+            },
+        ))
     }
 }

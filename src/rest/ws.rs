@@ -17,11 +17,11 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::error::ServiceError;
-use crate::events::{ContextType, outbox};
+use crate::events::ContextType;
+use crate::events::stream::{EventStream, StreamEnd};
 use crate::service::presence::{self, SetPresence};
 use crate::service::{Actor, auth, typing};
 use crate::state::AppState;
@@ -32,8 +32,6 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// How long an unauthenticated connection may wait before its auth frame.
 const AUTH_WINDOW: Duration = Duration::from_secs(5);
-/// How often an open connection checks that its token is still valid.
-const TOKEN_RECHECK: Duration = Duration::from_secs(2);
 /// Largest client frame.
 const MAX_CLIENT_FRAME: usize = 16 * 1024;
 
@@ -174,62 +172,32 @@ async fn serve(
     resume: Option<i64>,
 ) -> Result<(), (u16, &'static str)> {
     let member = actor.member_id;
-    // Subscribe first, then take the snapshot: nothing falls between the two.
-    let mut live = state.events.bus.subscribe();
-    let snapshot = outbox::snapshot(state, member, resume)
+    let mut events = EventStream::open(state, actor, resume)
         .await
         .map_err(|err| {
             tracing::error!(error = %err, "cannot open an event subscription");
             (1011, "internal error")
         })?;
-    let mut subscriber = snapshot.subscriber;
-    let mut last = snapshot.seq;
-    send(
-        state,
-        sink,
-        json!({"type": "ready", "memberId": member, "seq": last}).to_string(),
-    )
-    .await?;
-    if snapshot.resync_required {
-        send(
-            state,
-            sink,
-            json!({"type": "resync_required", "seq": last}).to_string(),
-        )
-        .await?;
+    let ready = json!({"type": "ready", "memberId": member, "seq": events.start_seq});
+    send(state, sink, ready.to_string()).await?;
+    if events.resync_required {
+        let resync = json!({"type": "resync_required", "seq": events.start_seq});
+        send(state, sink, resync.to_string()).await?;
     }
-    for event in &snapshot.replay {
-        if subscriber.admit(event) {
-            send(state, sink, event.frame_for(member).to_string()).await?;
-        }
-    }
-    // A token revoked or expired while connected ends the connection.
-    let mut recheck = tokio::time::interval(TOKEN_RECHECK);
-    recheck.reset();
     loop {
         tokio::select! {
-            _ = recheck.tick() => {
-                if !auth::still_valid(state, actor).await.unwrap_or(true) {
-                    return Err((CLOSE_UNAUTHORIZED, "the token was revoked or has expired"));
-                }
-            }
-            received = live.recv() => match received {
-                Ok(event) => {
-                    if event.seq <= last {
-                        continue;
-                    }
-                    last = event.seq;
-                    if subscriber.admit(&event) {
-                        send(state, sink, event.frame_for(member).to_string()).await?;
-                    }
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::info!(%member, missed, "dropping a connection that fell behind");
+            next = events.next() => match next {
+                Ok(event) => send(state, sink, event.frame_for(member).to_string()).await?,
+                Err(StreamEnd::Lagged { last }) => {
+                    tracing::info!(%member, "dropping a connection that fell behind");
                     let notice = json!({"type": "error", "error": {"code": "TOO_SLOW", "message": "The connection fell behind; reconnect with ?resume=<seq>", "seq": last}});
                     let _ = send(state, sink, notice.to_string()).await;
                     return Err((CLOSE_TOO_SLOW, "too slow: fell behind the event stream"));
                 }
-                Err(RecvError::Closed) => return Err((1001, "server shutting down")),
+                Err(StreamEnd::Unauthorized) => {
+                    return Err((CLOSE_UNAUTHORIZED, "the token was revoked or has expired"));
+                }
+                Err(StreamEnd::Closed) => return Err((1001, "server shutting down")),
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {

@@ -96,13 +96,17 @@ impl CursorCodec {
         Self { key }
     }
 
-    fn mac(&self, scope: &str, payload: &[u8]) -> [u8; MAC_LEN] {
+    fn hmac(&self, scope: &str, payload: &[u8]) -> hmac::Hmac<sha2::Sha256> {
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
             .expect("HMAC takes a key of any length");
         mac.update(scope.as_bytes());
         mac.update(&[0]);
         mac.update(payload);
-        let full: [u8; 32] = mac.finalize().into_bytes().into();
+        mac
+    }
+
+    fn mac(&self, scope: &str, payload: &[u8]) -> [u8; MAC_LEN] {
+        let full: [u8; 32] = self.hmac(scope, payload).finalize().into_bytes().into();
         let mut out = [0u8; MAC_LEN];
         out.copy_from_slice(&full[..MAC_LEN]);
         out
@@ -132,10 +136,10 @@ impl CursorCodec {
             return Err(invalid());
         }
         let (payload, mac) = bytes.split_at(PAYLOAD_LEN);
-        let expected = self.mac(scope, payload);
-        if !constant_time_eq(&expected, mac) {
-            return Err(invalid());
-        }
+        // Constant-time comparison of the truncated tag, by the hmac crate.
+        self.hmac(scope, payload)
+            .verify_truncated_left(mac)
+            .map_err(|_| invalid())?;
         let direction = match payload[0] {
             b'f' => Direction::Forward,
             b'b' => Direction::Backward,
@@ -205,10 +209,6 @@ impl CursorCodec {
             has_more,
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

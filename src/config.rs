@@ -66,6 +66,13 @@ pub struct Config {
     /// `BRIGHTCHAT_WS_SEND_TIMEOUT_MS`, default 10000: how long one frame may take to send
     /// before the connection is dropped as too slow.
     pub ws_send_timeout: Duration,
+    /// `BRIGHTCHAT_LOCK_WAIT_MS`, default 5000: the longest a write waits for its group or
+    /// channel to be free (in-process, then the row lock on PostgreSQL) before it answers
+    /// 503 with `Retry-After`.
+    pub lock_wait: Duration,
+    /// `BRIGHTCHAT_DB_POOL`, default 16: PostgreSQL connections in each of the two pools
+    /// (writes, reads), per node.
+    pub db_pool: u32,
 }
 
 impl Config {
@@ -87,6 +94,8 @@ impl Config {
             idle_after: Duration::from_secs(300),
             ws_buffer: 1024,
             ws_send_timeout: Duration::from_secs(10),
+            lock_wait: Duration::from_secs(5),
+            db_pool: 16,
         }
     }
 
@@ -184,6 +193,12 @@ impl Config {
         if let Some(ms) = number(&get, "BRIGHTCHAT_WS_SEND_TIMEOUT_MS", 100, 600_000)? {
             config.ws_send_timeout = Duration::from_millis(ms);
         }
+        if let Some(ms) = number(&get, "BRIGHTCHAT_LOCK_WAIT_MS", 100, 60_000)? {
+            config.lock_wait = Duration::from_millis(ms);
+        }
+        if let Some(n) = number(&get, "BRIGHTCHAT_DB_POOL", 2, 1_000)? {
+            config.db_pool = n as u32;
+        }
         if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
             config.log_format = match value.trim() {
                 "text" => LogFormat::Text,
@@ -274,6 +289,8 @@ mod tests {
             ("BRIGHTCHAT_IDLE_AFTER_SECS", "soon"),
             ("BRIGHTCHAT_WS_BUFFER", "0"),
             ("BRIGHTCHAT_WS_SEND_TIMEOUT_MS", "5"),
+            ("BRIGHTCHAT_LOCK_WAIT_MS", "0"),
+            ("BRIGHTCHAT_DB_POOL", "1"),
         ] {
             let err = from(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");

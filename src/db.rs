@@ -2,7 +2,8 @@
 //!
 //! SQLite (the default) runs in WAL mode with one writer connection, so writes are
 //! serialised in the pool rather than failing with `SQLITE_BUSY`, and a pool of readers.
-//! PostgreSQL uses one pool for both.
+//! PostgreSQL uses two pools, one for writes and one for reads, so writes queued on a
+//! busy context never starve reads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,20 +68,35 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
             statements,
         })
     } else {
-        let mut options = ConnectOptions::new(url);
-        options
-            .max_connections(16)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .sqlx_logging(false);
-        let mut pool = Database::connect(options).await?;
-        count(&mut pool);
+        // Two pools: writes (which may wait on a context's row lock) can never use up the
+        // connections reads need.
+        let mut writer = Database::connect(postgres_options(&url, config)).await?;
+        let mut reader = Database::connect(postgres_options(&url, config)).await?;
+        count(&mut writer);
+        count(&mut reader);
         Ok(Db {
-            write: pool.clone(),
-            read: pool,
+            write: writer,
+            read: reader,
             statements,
         })
     }
+}
+
+/// PostgreSQL pool settings. Waits are bounded so an overloaded server answers 503 instead
+/// of queueing without end: a connection within 5 s, a row lock within `lock_wait`
+/// (`lock_timeout`).
+fn postgres_options(url: &str, config: &Config) -> ConnectOptions {
+    let lock_timeout = format!("{}ms", config.lock_wait.as_millis());
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(config.db_pool)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(move |opts| {
+            opts.options([("lock_timeout", lock_timeout.as_str())])
+        });
+    options
 }
 
 fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
@@ -88,7 +104,7 @@ fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
     options
         .max_connections(connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
@@ -106,6 +122,8 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     match db.backend() {
         DbBackend::Postgres => {
             let txn = db.write.begin().await?;
+            // Another node may be migrating: wait for it as long as it takes.
+            txn.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
             txn.execute_unprepared("SELECT pg_advisory_xact_lock(7342001)")
                 .await?;
             Migrator::up(&txn, None).await?;

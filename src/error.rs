@@ -29,9 +29,12 @@ pub enum ServiceError {
     /// 405: the path exists but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// 409: a duplicate.
-    #[error("{0}")]
-    AlreadyExists(String),
+    /// 409: a duplicate; `details` may name what already exists.
+    #[error("{message}")]
+    AlreadyExists {
+        message: String,
+        details: Option<Map<String, Value>>,
+    },
     /// 410: expired or used up.
     #[error("{0}")]
     Gone(String),
@@ -72,7 +75,37 @@ impl ServiceError {
         Self::Unauthorized(msg.into())
     }
     pub fn already_exists(msg: impl Into<String>) -> Self {
-        Self::AlreadyExists(msg.into())
+        Self::AlreadyExists {
+            message: msg.into(),
+            details: None,
+        }
+    }
+
+    /// 503 for a server too busy to take the request now (pool exhausted, lock wait over
+    /// its bound): the client may retry after [`RETRY_AFTER_BUSY_SECS`].
+    pub fn busy() -> Self {
+        Self::Unavailable("The server is busy; retry shortly".to_owned())
+    }
+
+    /// The optional `error.details` object.
+    pub fn details(&self) -> Option<&Map<String, Value>> {
+        match self {
+            Self::Forbidden { details, .. } | Self::AlreadyExists { details, .. } => {
+                details.as_ref()
+            }
+            _ => None,
+        }
+    }
+
+    /// Seconds a client should wait before retrying (`Retry-After`), where that applies.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::Unavailable(_) => Some(RETRY_AFTER_BUSY_SECS),
+            _ => None,
+        }
     }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self::Internal(detail.to_string())
@@ -86,7 +119,7 @@ impl ServiceError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::AlreadyExists(_) => StatusCode::CONFLICT,
+            Self::AlreadyExists { .. } => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -103,7 +136,7 @@ impl ServiceError {
             Self::Forbidden { .. } => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
-            Self::AlreadyExists(_) => "ALREADY_EXISTS",
+            Self::AlreadyExists { .. } => "ALREADY_EXISTS",
             Self::Gone(_) => "GONE",
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::RateLimited { .. } => "RATE_LIMITED",
@@ -121,9 +154,41 @@ impl ServiceError {
     }
 }
 
+/// `Retry-After` for a 503: overload is short-lived.
+pub const RETRY_AFTER_BUSY_SECS: u64 = 1;
+
 impl From<sea_orm::DbErr> for ServiceError {
     fn from(err: sea_orm::DbErr) -> Self {
+        if is_overload(&err) {
+            tracing::warn!(error = %err, "database busy; answering 503");
+            return Self::busy();
+        }
         Self::Internal(format!("database: {err}"))
+    }
+}
+
+/// Whether a database error means "too busy now" rather than a fault: no pooled connection
+/// within the acquire time-out, a lock wait over `lock_timeout`, a serialisation failure or
+/// a deadlock victim (PostgreSQL), or a busy/locked database (SQLite). Those become 503
+/// with `Retry-After`, never 500.
+pub fn is_overload(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match &**sqlx {
+        sea_orm::sqlx::Error::PoolTimedOut => true,
+        sea_orm::sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // PostgreSQL: lock_not_available, serialization_failure, deadlock_detected,
+            // query_canceled (statement_timeout); SQLite: SQLITE_BUSY, SQLITE_LOCKED.
+            Some("55P03" | "40001" | "40P01" | "57014" | "5" | "6" | "517" | "262")
+        ),
+        _ => false,
     }
 }
 
@@ -164,10 +229,7 @@ impl IntoResponse for ServiceError {
         if let Self::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        let details = match &self {
-            Self::Forbidden { details, .. } => details.clone(),
-            _ => None,
-        };
+        let details = self.details().cloned();
         let body = ErrorEnvelope {
             status: "error",
             error: ErrorBody {
@@ -177,10 +239,8 @@ impl IntoResponse for ServiceError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::RateLimited {
-            retry_after_secs, ..
-        } = self
-            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+        if let Some(secs) = self.retry_after_secs()
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }

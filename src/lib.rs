@@ -95,6 +95,9 @@ fn spawn_janitor(state: AppState) {
             if let Err(err) = service::auth::prune_expired(&state).await {
                 tracing::warn!(error = %err, "pruning expired sign-in data failed");
             }
+            if let Err(err) = service::contexts::prune_expired_mutes(&state).await {
+                tracing::warn!(error = %err, "pruning expired mutes failed");
+            }
         }
     });
 }

@@ -9,6 +9,7 @@ use crate::db::Db;
 use crate::events::InProcessBus;
 use crate::events::outbox::EventHub;
 use crate::service::auth::TokenCache;
+use crate::service::gates::Gates;
 use crate::service::keys::EpochKeyCache;
 use crate::service::pagination::CursorCodec;
 use crate::service::presence::Presence;
@@ -27,6 +28,8 @@ pub struct Inner {
     pub epoch_keys: EpochKeyCache,
     pub presence: Presence,
     pub events: EventHub,
+    /// Per-context admission gates for writes.
+    pub gates: Gates,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             epoch_keys: EpochKeyCache::new(),
             presence: Presence::default(),
             events: EventHub::new(bus),
+            gates: Gates::default(),
         }))
     }
 }

@@ -6,6 +6,7 @@ pub mod block;
 pub mod context;
 pub mod context_member;
 pub mod context_message;
+pub mod context_mute;
 pub mod conversation;
 pub mod dm_message;
 pub mod epoch_key;

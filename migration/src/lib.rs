@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_members_and_dms;
 mod m20261129_000002_contexts;
 mod m20261129_000003_events;
+mod m20261201_000004_mutes_and_promotions;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_members_and_dms::Migration),
             Box::new(m20261129_000002_contexts::Migration),
             Box::new(m20261129_000003_events::Migration),
+            Box::new(m20261201_000004_mutes_and_promotions::Migration),
         ]
     }
 }

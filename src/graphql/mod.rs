@@ -59,10 +59,7 @@ impl ErrorExtensions for ServiceError {
             tracing::error!(%detail, "internal error");
         }
         let code = self.code();
-        let details = match self {
-            ServiceError::Forbidden { details, .. } => details.clone(),
-            _ => None,
-        };
+        let details = self.details().cloned();
         async_graphql::Error::new(self.public_message()).extend_with(|_, e| {
             e.set("code", code);
             if let Some(details) = details.clone() {

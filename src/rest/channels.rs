@@ -4,7 +4,7 @@ use axum::extract::State;
 use uuid::Uuid;
 
 use super::envelope::{Envelope, Reply};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, OptionalJson, Path, Query};
 use crate::error::{ErrorEnvelope, ServiceError};
 use crate::service::Actor;
 use crate::service::channels::{
@@ -194,7 +194,7 @@ pub async fn create_invite(
     State(state): State<AppState>,
     actor: Actor,
     Path(id): Path<Uuid>,
-    Json(input): Json<CreateInvite>,
+    OptionalJson(input): OptionalJson<CreateInvite>,
 ) -> Result<Reply<InviteView>, ServiceError> {
     Ok(Reply::created(
         channels::create_invite(&state, &actor, id, input).await?,

@@ -15,6 +15,41 @@ use crate::service::Actor;
 #[from_request(via(axum::Json), rejection(ServiceError))]
 pub struct Json<T>(pub T);
 
+/// A JSON body whose every field is optional: no body at all, an empty body, `null` and
+/// `{}` all mean the defaults; anything else is read like [`Json`] (same 400/413 answers).
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ServiceError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ServiceError::PayloadTooLarge("request body is larger than 64 KiB".into())
+                } else {
+                    ServiceError::validation("the request body could not be read")
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        let value: Option<T> = serde_json::from_slice(&bytes).map_err(|err| {
+            if err.is_syntax() || err.is_eof() {
+                ServiceError::validation("request body is not valid JSON")
+            } else {
+                ServiceError::validation(format!("invalid request body: {err}"))
+            }
+        })?;
+        Ok(Self(value.unwrap_or_default()))
+    }
+}
+
 /// `axum::extract::Path` with the contract's rejections.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ServiceError))]

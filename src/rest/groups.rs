@@ -402,6 +402,7 @@ pub async fn keys(
         (status = 400, description = "newMemberIds must be a non-empty array", body = ErrorEnvelope),
         (status = 403, description = "Not a participant", body = ErrorEnvelope),
         (status = 404, description = "Conversation or a member not found", body = ErrorEnvelope),
+        (status = 409, description = "Already promoted: details.groupId names the group", body = ErrorEnvelope),
     ))]
 pub async fn promote(
     State(state): State<AppState>,

@@ -352,7 +352,7 @@ pub async fn update(
     if let Some(topic) = &input.topic {
         validate::topic(topic)?;
     }
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = contexts::begin(state, id).await?;
     let channel = lock_context(&txn, C, id).await?;
     let access = access_to(&txn, channel, actor.member_id).await?;
     access.require(Permission::ManageChannel)?;
@@ -407,7 +407,7 @@ pub use messages::Deleted;
 
 /// Deletes a channel with its messages, keys, invites and pins (owner only).
 pub async fn delete(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Deleted> {
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = contexts::begin(state, id).await?;
     let channel = lock_context(&txn, C, id).await?;
     access_to(&txn, channel, actor.member_id)
         .await?
@@ -482,7 +482,7 @@ async fn admit_self(
 /// Joins a public channel. Others need an invite (403; invisible ones are 404).
 pub async fn join(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Joined> {
     let now = now_ms();
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = contexts::begin(state, id).await?;
     let channel = lock_context(&txn, C, id).await?;
     let visibility = Visibility::parse(channel.visibility.as_deref());
     let member = contexts::membership(&txn, id, actor.member_id)
@@ -527,7 +527,7 @@ pub async fn kick(
     let access = contexts::require_member(&state.db.read, C, id, actor).await?;
     access.require(Permission::KickMembers)?;
     let now = now_ms();
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = contexts::begin(state, id).await?;
     let channel = lock_context(&txn, C, id).await?;
     let access = access_to(&txn, channel, actor.member_id).await?;
     access.require(Permission::KickMembers)?;
@@ -598,7 +598,11 @@ pub async fn create_invite(
             "expiresInMs must be between 1000 and 31536000000",
         ));
     }
-    let access = contexts::require_member(&state.db.read, C, id, actor).await?;
+    // Checked and written under the channel's lock, so a concurrent deletion (or the
+    // creator's removal) either happens first (404/403) or waits for this insert.
+    let (_gate, txn) = contexts::begin(state, id).await?;
+    let channel = lock_context(&txn, C, id).await?;
+    let access = contexts::access_to(&txn, channel, actor.member_id).await?;
     access.require(Permission::CreateInvites)?;
     let now = now_ms();
     let token = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<24>());
@@ -612,8 +616,9 @@ pub async fn create_invite(
         uses: Set(0),
         expires_at: Set(expires_at),
     })
-    .exec_without_returning(&state.db.write)
+    .exec_without_returning(&txn)
     .await?;
+    txn.commit().await?;
     Ok(InviteView {
         token,
         channel_id: id,
@@ -646,7 +651,7 @@ pub async fn redeem(
     }
     let hash = hash_token(token);
     let now = now_ms();
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = contexts::begin(state, id).await?;
     // A missing channel answers exactly like a wrong token: the path reveals nothing.
     let channel = lock_context(&txn, C, id).await.map_err(|_| not_found())?;
     invite::Entity::find_by_id(hash.clone())

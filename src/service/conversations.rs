@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use entity::{conversation, dm_message, member};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -121,8 +121,13 @@ pub async fn send(
     let copies = encrypt_copies(state, &sender, &recipient, input.content).await?;
     let conversation_id = ensure_conversation(state, sender.id, recipient.id).await?;
 
-    let txn = db.write.begin().await?;
+    let (_gate, txn) = super::contexts::begin(state, conversation_id).await?;
     let conversation = lock_conversation(&txn, conversation_id).await?;
+    // Again inside the transaction: a block that landed while the copies were being
+    // encrypted must stop this message too.
+    if members::has_blocked(&txn, recipient.id, sender.id).await? {
+        return Err(ServiceError::not_found(NOT_REACHABLE));
+    }
     let id = ids::next_message_id(conversation.last_issued_id);
     let created_at = now_ms().max(conversation.last_message_at);
     let model = dm_message::Model {
@@ -407,7 +412,7 @@ pub async fn delete_message(
     message_id: Uuid,
 ) -> ServiceResult<Deleted> {
     participant_conversation(&state.db.read, actor, conversation_id).await?;
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = super::contexts::begin(state, conversation_id).await?;
     let conversation = lock_conversation(&txn, conversation_id).await?;
     let message = dm_message::Entity::find_by_id(message_id)
         .filter(dm_message::Column::ConversationId.eq(conversation_id))

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use entity::{context, context_member, context_message, conversation, dm_message};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -297,7 +297,7 @@ pub async fn add_members(
     access.require(Permission::ManageMembers)?;
     require_registered(state, &ids).await?;
     let now = now_ms();
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = contexts::begin(state, id).await?;
     let group = lock_context(&txn, Kind::Group, id).await?;
     let access = access_to(&txn, group, actor.member_id).await?;
     access.require(Permission::ManageMembers)?;
@@ -346,7 +346,7 @@ pub async fn remove_member(
     let access = contexts::require_member(&state.db.read, Kind::Group, id, actor).await?;
     access.require(Permission::ManageMembers)?;
     let now = now_ms();
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = contexts::begin(state, id).await?;
     let group = lock_context(&txn, Kind::Group, id).await?;
     let access = access_to(&txn, group, actor.member_id).await?;
     access.require(Permission::ManageMembers)?;
@@ -396,6 +396,33 @@ pub struct Promoted {
     pub promoted_from_conversation: Uuid,
 }
 
+/// 409 `ALREADY_EXISTS` naming the group (`details.groupId`) when the conversation was
+/// promoted before and that group still exists: promotion happens once, so the history
+/// is not copied into a second group with the same message ids.
+async fn already_promoted(
+    db: &impl sea_orm::ConnectionTrait,
+    conversation_id: Uuid,
+) -> ServiceResult<()> {
+    let existing = context::Entity::find()
+        .filter(context::Column::PromotedFrom.eq(conversation_id))
+        .one(db)
+        .await?;
+    match existing {
+        None => Ok(()),
+        Some(group) => {
+            let mut details = serde_json::Map::new();
+            details.insert("groupId".into(), group.id.to_string().into());
+            Err(ServiceError::AlreadyExists {
+                message: format!(
+                    "This conversation was already promoted to group {}",
+                    group.id
+                ),
+                details: Some(details),
+            })
+        }
+    }
+}
+
 /// Turns a direct conversation into a group: the promoter is owner, the other participant
 /// and the new members are members, and the whole history is re-encrypted under the group's
 /// first epoch (same message ids and times) so every member can read it. The conversation
@@ -431,6 +458,8 @@ pub async fn promote(
         ));
     }
     require_registered(state, &added).await?;
+    // Fast path: refuse before decrypting anything; checked again under the lock below.
+    already_promoted(&state.db.read, conversation_id).await?;
 
     // Decrypt the history from the server's copies before taking the write lock.
     let history = dm_message::Entity::find()
@@ -450,7 +479,18 @@ pub async fn promote(
     .map_err(ServiceError::internal)?;
 
     let now = now_ms();
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = contexts::begin(state, conversation_id).await?;
+    // Concurrent promotions of one conversation queue on its row lock (SQLite: on the one
+    // writer); the first makes the group, the others find it and get 409.
+    let mut locked = conversation::Entity::find_by_id(conversation_id);
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        locked = locked.lock_exclusive();
+    }
+    locked
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Conversation not found"))?;
+    already_promoted(&txn, conversation_id).await?;
     let group = insert_group(
         &txn,
         name.clone(),

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod channels;
 pub mod contexts;
 pub mod conversations;
+pub mod gates;
 pub mod groups;
 pub mod ids;
 pub mod keys;

@@ -9,12 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use entity::{context, context_message, message_edit, reaction};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Access, Kind, access_to, lock_context, membership, require_member};
+use super::{Access, Kind, access_to, begin, lock_context, membership, require_member};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
@@ -170,7 +170,7 @@ pub async fn send(
     input: ContentRequest,
 ) -> ServiceResult<MessageView> {
     validate::message_content(&input.content)?;
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require(Permission::SendMessages)?;
     access.require_not_muted(now_ms())?;
@@ -324,7 +324,7 @@ pub async fn edit(
 ) -> ServiceResult<MessageView> {
     validate::message_content(&input.content)?;
     let now = now_ms();
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
     // Read under the lock: a concurrent edit must not lose a version.
     let message = visible_message(&txn, &access, message_id).await?;
@@ -405,7 +405,7 @@ pub async fn delete(
     context_id: Uuid,
     message_id: Uuid,
 ) -> ServiceResult<Deleted> {
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
     let message = visible_message(&txn, &access, message_id).await?;
     if message.sender_id == actor.member_id {
@@ -467,7 +467,7 @@ pub async fn react(
     input: ReactionRequest,
 ) -> ServiceResult<ReactionView> {
     validate::emoji(&input.emoji)?;
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require_not_muted(now_ms())?;
     visible_message(&txn, &access, message_id).await?;
@@ -524,7 +524,7 @@ pub async fn unreact(
     message_id: Uuid,
     reaction_id: Uuid,
 ) -> ServiceResult<Removed> {
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
     visible_message(&txn, &access, message_id).await?;
     let row = reaction::Entity::find_by_id(reaction_id)
@@ -576,7 +576,7 @@ async fn set_pin(
     message_id: Uuid,
     pin: bool,
 ) -> ServiceResult<()> {
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require(Permission::PinMessages)?;
     let message = visible_message(&txn, &access, message_id).await?;

@@ -4,7 +4,8 @@
 
 pub mod messages;
 
-use entity::{context, context_member, member};
+use entity::{context, context_member, context_mute, member};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set, TransactionTrait,
@@ -149,6 +150,21 @@ pub async fn find_context(
         .ok_or_else(|| kind.not_found())
 }
 
+/// Opens the write transaction for a change to one context (or conversation), once that context's gate is
+/// free (see [`crate::service::gates`]): waiters hold no pooled connection, and a wait past
+/// `lock_wait` answers 503. Keep the gate until the transaction has committed.
+pub async fn begin(
+    state: &AppState,
+    context_id: Uuid,
+) -> ServiceResult<(super::gates::Gate, sea_orm::DatabaseTransaction)> {
+    let gate = state
+        .gates
+        .enter(context_id, state.config.lock_wait)
+        .await?;
+    let txn = state.db.write.begin().await?;
+    Ok((gate, txn))
+}
+
 /// Reads a context inside a transaction, holding its row lock on PostgreSQL (SQLite has
 /// one writer, so the transaction alone serialises). Every membership change takes this
 /// lock first, so concurrent changes to one context apply one after another.
@@ -284,6 +300,7 @@ pub async fn admit(
     } else {
         context.last_issued_id
     };
+    let mutes = standing_mutes(txn, context, &ids, now).await?;
     let rows = newcomers
         .iter()
         .map(|(id, role)| context_member::ActiveModel {
@@ -291,7 +308,7 @@ pub async fn admit(
             member_id: Set(*id),
             role: Set(role.as_str().to_owned()),
             joined_at: Set(now),
-            muted_until: Set(None),
+            muted_until: Set(mutes.get(id).copied()),
             history_after: Set(history_after),
         });
     context_member::Entity::insert_many(rows)
@@ -344,6 +361,38 @@ pub async fn admit(
         return Ok(Some(epoch));
     }
     Ok(None)
+}
+
+/// Mutes still running for members (re)joining a context: a mute belongs to the member
+/// and the context until it expires, so leaving and joining again does not lift it.
+async fn standing_mutes(
+    txn: &impl ConnectionTrait,
+    context: &context::Model,
+    ids: &[Uuid],
+    now: i64,
+) -> ServiceResult<std::collections::HashMap<Uuid, i64>> {
+    if context.current_epoch == 0 || ids.is_empty() {
+        // A context being created has no history, so no mutes either.
+        return Ok(Default::default());
+    }
+    Ok(context_mute::Entity::find()
+        .filter(context_mute::Column::ContextId.eq(context.id))
+        .filter(context_mute::Column::MemberId.is_in(ids.to_vec()))
+        .filter(context_mute::Column::MutedUntil.gt(now))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|row| (row.member_id, row.muted_until))
+        .collect())
+}
+
+/// Forgets mutes that have run out (janitor upkeep).
+pub async fn prune_expired_mutes(state: &AppState) -> ServiceResult<()> {
+    context_mute::Entity::delete_many()
+        .filter(context_mute::Column::MutedUntil.lte(now_ms()))
+        .exec(&state.db.write)
+        .await?;
+    Ok(())
 }
 
 /// What a departure did.
@@ -536,7 +585,7 @@ async fn set_mute(
     target: Uuid,
     until: Option<i64>,
 ) -> ServiceResult<()> {
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, context_id).await?;
     let context = lock_context(&txn, kind, context_id).await?;
     let access = access_to(&txn, context, actor.member_id).await?;
     access.require(Permission::MuteMembers)?;
@@ -547,6 +596,33 @@ async fn set_mute(
         .filter(context_member::Column::MemberId.eq(target))
         .exec(&txn)
         .await?;
+    // The standing record, which outlives the membership row (see `standing_mutes`).
+    match until {
+        Some(until) => {
+            context_mute::Entity::insert(context_mute::ActiveModel {
+                context_id: Set(context_id),
+                member_id: Set(target),
+                muted_until: Set(until),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    context_mute::Column::ContextId,
+                    context_mute::Column::MemberId,
+                ])
+                .update_column(context_mute::Column::MutedUntil)
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        None => {
+            context_mute::Entity::delete_many()
+                .filter(context_mute::Column::ContextId.eq(context_id))
+                .filter(context_mute::Column::MemberId.eq(target))
+                .exec(&txn)
+                .await?;
+        }
+    }
     let ctx_type = context_type_of(&access.context);
     let event = match until {
         Some(until) => Event::for_context(
@@ -597,7 +673,7 @@ pub async fn leave_context(
 ) -> ServiceResult<Departure> {
     require_member(&state.db.read, kind, id, actor).await?;
     let now = now_ms();
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, id).await?;
     let context = lock_context(&txn, kind, id).await?;
     let access = access_to(&txn, context, actor.member_id).await?;
     let mut events = Vec::new();
@@ -643,7 +719,7 @@ pub async fn assign_role(
 ) -> ServiceResult<RoleAssigned> {
     let access = require_member(&state.db.read, kind, id, actor).await?;
     access.require(Permission::ManageRoles)?;
-    let txn = state.db.write.begin().await?;
+    let (_gate, txn) = begin(state, id).await?;
     let context = lock_context(&txn, kind, id).await?;
     let access = access_to(&txn, context, actor.member_id).await?;
     access.require(Permission::ManageRoles)?;

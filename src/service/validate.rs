@@ -12,6 +12,7 @@
 //!   ZERO WIDTH (NON-)JOINER stays allowed, which some scripts and emoji need. Message
 //!   content keeps format characters (right-to-left writers need the marks), but a
 //!   message must show something.
+//!
 //! Nothing is silently rewritten: a refused value is a 400 naming the field.
 
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};

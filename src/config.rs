@@ -66,6 +66,17 @@ pub struct Config {
     /// `BRIGHTCHAT_WS_SEND_TIMEOUT_MS`, default 10000: how long one frame may take to send
     /// before the connection is dropped as too slow.
     pub ws_send_timeout: Duration,
+    /// `BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS`, default 10: a connection whose request head
+    /// (request line and headers) is not complete this long after the server starts
+    /// waiting for it is closed. This also bounds the wait for the next request on a
+    /// kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// `BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS`, default 10: a connection with no traffic for
+    /// this long is closed (after answering a request in progress). WebSockets are exempt.
+    pub keepalive_timeout: Duration,
+    /// `BRIGHTCHAT_MAX_CONNECTIONS`, default 10000: open connections (WebSockets included)
+    /// beyond which the server stops accepting until one closes.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -87,6 +98,9 @@ impl Config {
             idle_after: Duration::from_secs(300),
             ws_buffer: 1024,
             ws_send_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 
@@ -184,6 +198,15 @@ impl Config {
         if let Some(ms) = number(&get, "BRIGHTCHAT_WS_SEND_TIMEOUT_MS", 100, 600_000)? {
             config.ws_send_timeout = Duration::from_millis(ms);
         }
+        if let Some(secs) = number(&get, "BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS", 1, 300)? {
+            config.header_read_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = number(&get, "BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS", 1, 3_600)? {
+            config.keepalive_timeout = Duration::from_secs(secs);
+        }
+        if let Some(count) = number(&get, "BRIGHTCHAT_MAX_CONNECTIONS", 1, 1_000_000)? {
+            config.max_connections = count as usize;
+        }
         if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
             config.log_format = match value.trim() {
                 "text" => LogFormat::Text,
@@ -257,6 +280,22 @@ mod tests {
         assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
         assert!(config.is_sqlite());
         assert_eq!(config.registration, Registration::Open);
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.keepalive_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_connections, 10_000);
+    }
+
+    #[test]
+    fn serving_limits_are_read() {
+        let config = from(&[
+            ("BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS", "3"),
+            ("BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS", "30"),
+            ("BRIGHTCHAT_MAX_CONNECTIONS", "500"),
+        ])
+        .expect("valid");
+        assert_eq!(config.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(config.keepalive_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_connections, 500);
     }
 
     #[test]
@@ -274,6 +313,9 @@ mod tests {
             ("BRIGHTCHAT_IDLE_AFTER_SECS", "soon"),
             ("BRIGHTCHAT_WS_BUFFER", "0"),
             ("BRIGHTCHAT_WS_SEND_TIMEOUT_MS", "5"),
+            ("BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS", "never"),
+            ("BRIGHTCHAT_MAX_CONNECTIONS", "0"),
         ] {
             let err = from(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");

@@ -297,3 +297,61 @@ async fn oversized_websocket_messages_close_with_1009() {
     assert_eq!(bystander.expect("pong").await["type"], "pong");
     server.get("/healthz", None).await.data(200);
 }
+
+/// Item 12: a member closes one socket and opens another at once, 60 times over. After
+/// each round the peer's last `presence_changed` for that member says `online`, since it
+/// is connected. A group message sent afterwards marks the end of each round: events
+/// arrive in commit order, so every presence event of the round came before it.
+#[tokio::test]
+async fn the_last_presence_event_shows_a_member_who_reconnects_at_once_as_online() {
+    let server = TestServer::start().await;
+    let peer = server.member("Peer").await;
+    let mover = server.member("Mover").await;
+    let group = server.group(&peer, "Presence", &[&mover]).await;
+    let mut watcher = server.ws(&peer).await;
+    let mut current = server.ws(&mover).await;
+    let mut last = String::new();
+    let mut wrong = Vec::new();
+    for round in 0..60 {
+        let closing = async {
+            let _ = current.stream.close(None).await;
+            // The server drops the socket once it has handled the disconnection.
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(Ok(_)) = current.stream.next().await {}
+            })
+            .await;
+        };
+        let (_, next) = tokio::join!(closing, server.ws(&mover));
+        current = next;
+        let marker = server
+            .group_message(&mover, &group, &format!("round {round}"))
+            .await;
+        loop {
+            let frame = watcher
+                .next(Duration::from_secs(5))
+                .await
+                .expect("the round's message reaches the peer");
+            if frame["type"] == "communication:presence_changed"
+                && frame["data"]["memberId"] == mover.id.to_string()
+            {
+                last = frame["data"]["status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            if frame["type"] == "communication:message_sent" && frame["data"]["id"] == marker["id"]
+            {
+                break;
+            }
+        }
+        if last != "online" {
+            wrong.push(round);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the peer's last presence event for a connected member was not online after rounds {wrong:?}"
+    );
+    // The member's own view agrees, and the server still answers.
+    assert_eq!(healthz_fresh(&server).await, 200);
+}

@@ -271,6 +271,23 @@ async fn oversized_websocket_messages_close_with_1009() {
         assert!(reason.contains("16384"), "reason: {reason}");
     }
 
+    // Fragments under the limit that add up to more than it.
+    {
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        let mut ws = server.ws(&ada).await;
+        let piece = "x".repeat(8 * 1024);
+        let frames = [
+            Frame::message(piece.clone(), OpCode::Data(Data::Text), false),
+            Frame::message(piece.clone(), OpCode::Data(Data::Continue), false),
+            Frame::message(piece, OpCode::Data(Data::Continue), true),
+        ];
+        for frame in frames {
+            let _ = ws.stream.send(Message::Frame(frame)).await;
+        }
+        expect_close(&mut ws, CloseCode::Size).await;
+    }
+
     // A socket signed in by its first frame is held to the same limit.
     let (stream, _) = tokio_tungstenite::connect_async(server.ws_url(""))
         .await

@@ -73,6 +73,17 @@ pub struct Config {
     /// `BRIGHTCHAT_DB_POOL`, default 16: PostgreSQL connections in each of the two pools
     /// (writes, reads), per node.
     pub db_pool: u32,
+    /// `BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS`, default 10: a connection whose request head
+    /// (request line and headers) is not complete this long after the server starts
+    /// waiting for it is closed. This also bounds the wait for the next request on a
+    /// kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// `BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS`, default 10: a connection with no traffic for
+    /// this long is closed (after answering a request in progress). WebSockets are exempt.
+    pub keepalive_timeout: Duration,
+    /// `BRIGHTCHAT_MAX_CONNECTIONS`, default 10000: open connections (WebSockets included)
+    /// beyond which the server stops accepting until one closes.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -96,6 +107,9 @@ impl Config {
             ws_send_timeout: Duration::from_secs(10),
             lock_wait: Duration::from_secs(5),
             db_pool: 16,
+            header_read_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 
@@ -199,6 +213,15 @@ impl Config {
         if let Some(n) = number(&get, "BRIGHTCHAT_DB_POOL", 2, 1_000)? {
             config.db_pool = n as u32;
         }
+        if let Some(secs) = number(&get, "BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS", 1, 300)? {
+            config.header_read_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = number(&get, "BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS", 1, 3_600)? {
+            config.keepalive_timeout = Duration::from_secs(secs);
+        }
+        if let Some(count) = number(&get, "BRIGHTCHAT_MAX_CONNECTIONS", 1, 1_000_000)? {
+            config.max_connections = count as usize;
+        }
         if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
             config.log_format = match value.trim() {
                 "text" => LogFormat::Text,
@@ -272,6 +295,22 @@ mod tests {
         assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
         assert!(config.is_sqlite());
         assert_eq!(config.registration, Registration::Open);
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.keepalive_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_connections, 10_000);
+    }
+
+    #[test]
+    fn serving_limits_are_read() {
+        let config = from(&[
+            ("BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS", "3"),
+            ("BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS", "30"),
+            ("BRIGHTCHAT_MAX_CONNECTIONS", "500"),
+        ])
+        .expect("valid");
+        assert_eq!(config.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(config.keepalive_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_connections, 500);
     }
 
     #[test]
@@ -291,6 +330,9 @@ mod tests {
             ("BRIGHTCHAT_WS_SEND_TIMEOUT_MS", "5"),
             ("BRIGHTCHAT_LOCK_WAIT_MS", "0"),
             ("BRIGHTCHAT_DB_POOL", "1"),
+            ("BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS", "never"),
+            ("BRIGHTCHAT_MAX_CONNECTIONS", "0"),
         ] {
             let err = from(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod rest;
+pub mod server;
 pub mod service;
 pub mod state;
 pub mod time;
@@ -18,11 +19,12 @@ pub mod time;
 use std::time::Duration;
 
 pub use config::Config;
+pub use server::serve_listener;
 pub use state::AppState;
 
 /// The built application.
 pub struct App {
-    /// The HTTP router, ready for `axum::serve`.
+    /// The HTTP router, ready for [`serve_listener`].
     pub router: axum::Router,
     /// The shared state behind it.
     pub state: AppState,
@@ -63,9 +65,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|err| anyhow::anyhow!("BRIGHTCHAT_BIND: cannot listen on {bind}: {err}"))?;
     tracing::info!(address = %bind, "BrightChat is serving");
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve_listener(listener, app.router, &app.state.config, shutdown_signal()).await?;
     tracing::info!("BrightChat stopped");
     Ok(())
 }

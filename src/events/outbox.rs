@@ -51,7 +51,13 @@ pub async fn record(txn: &impl ConnectionTrait, events: Vec<Event>) -> ServiceRe
     if events.is_empty() {
         return Ok(());
     }
-    let count = events.len() as i64;
+    let first = take_seqs(txn, events.len() as i64).await?;
+    insert(txn, first, events).await
+}
+
+/// Reserves `count` sequence numbers and returns the first. This locks the counter row
+/// until the transaction ends.
+async fn take_seqs(txn: &impl ConnectionTrait, count: i64) -> ServiceResult<i64> {
     event_seq::Entity::update_many()
         .col_expr(
             event_seq::Column::Value,
@@ -65,7 +71,11 @@ pub async fn record(txn: &impl ConnectionTrait, events: Vec<Event>) -> ServiceRe
         .await?
         .ok_or_else(|| ServiceError::internal("the event counter is missing"))?
         .value;
-    let first = top - count + 1;
+    Ok(top - count + 1)
+}
+
+/// Writes `events` with sequence numbers from `first` on.
+async fn insert(txn: &impl ConnectionTrait, first: i64, events: Vec<Event>) -> ServiceResult<()> {
     let mut rows = Vec::with_capacity(events.len());
     for (offset, mut event) in events.into_iter().enumerate() {
         event.seq = first + offset as i64;
@@ -95,6 +105,28 @@ pub async fn record_alone(state: &AppState, events: Vec<Event>) -> ServiceResult
     let txn = state.db.write.begin().await?;
     record(&txn, events).await?;
     commit(state, txn).await
+}
+
+/// Records the event `decide` returns, calling `decide` while this transaction holds the
+/// event counter. No other event can commit between the decision and this event's commit,
+/// so events that describe a current state (presence) commit in the order of the states
+/// they show, and the last one committed shows the state after the last change. `decide`
+/// runs on the async executor with no await inside it: keep it to a quick look at memory.
+/// `None` records nothing (the transaction is rolled back and no number is used). Returns
+/// whether an event was recorded.
+pub async fn record_decided(
+    state: &AppState,
+    decide: impl FnOnce() -> Option<Event>,
+) -> ServiceResult<bool> {
+    let txn = state.db.write.begin().await?;
+    let first = take_seqs(&txn, 1).await?;
+    let Some(event) = decide() else {
+        txn.rollback().await?;
+        return Ok(false);
+    };
+    insert(&txn, first, vec![event]).await?;
+    commit(state, txn).await?;
+    Ok(true)
 }
 
 fn parse(row: event::Model) -> Option<Event> {

@@ -5,7 +5,8 @@
 //! server sends `{"type":"ready","memberId","seq"}`, then, with `?resume=<seq>`, every
 //! missed event the member was entitled to (or `{"type":"resync_required"}` when the gap is
 //! older than the retention window), then live events. A connection that falls too far
-//! behind, or whose frames stall, is told so and closed with code 4008.
+//! behind, or whose frames stall, is told so and closed with code 4008. A client message
+//! over [`MAX_CLIENT_MESSAGE`] closes the socket with 1009 (Message Too Big) and a reason.
 
 use std::time::Duration;
 
@@ -32,8 +33,31 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// How long an unauthenticated connection may wait before its auth frame.
 const AUTH_WINDOW: Duration = Duration::from_secs(5);
-/// Largest client frame.
-const MAX_CLIENT_FRAME: usize = 16 * 1024;
+/// Largest client message (and frame) in bytes on a socket; the GraphQL socket uses the
+/// same. A client sending more is closed with [`CLOSE_TOO_BIG`].
+pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Close code for a client message over [`MAX_CLIENT_MESSAGE`] (RFC 6455 1009, Message Too
+/// Big).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// The close reason sent with [`CLOSE_TOO_BIG`].
+pub const TOO_BIG_REASON: &str = "message too big: at most 16384 bytes";
+
+/// The close frame owed to a client whose message could not be read, if one can still be
+/// sent: 1009 for a message or frame over [`MAX_CLIENT_MESSAGE`], 1007 for a text frame
+/// that is not UTF-8, 1002 for other protocol violations. `None` when the connection is
+/// gone (nothing can be sent).
+///
+/// The size limit is enforced by tungstenite as soon as a frame header announces too many
+/// bytes, so the server never buffers an oversized frame.
+pub fn close_for_read_error(err: &axum::Error) -> Option<(u16, &'static str)> {
+    let source = std::error::Error::source(err)?;
+    match source.downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some((CLOSE_TOO_BIG, TOO_BIG_REASON)),
+        tungstenite::Error::Utf8(_) => Some((1007, "a text frame is not valid UTF-8")),
+        tungstenite::Error::Protocol(_) => Some((1002, "WebSocket protocol error")),
+        _ => None,
+    }
+}
 
 /// Query parameters of `GET /api/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -86,7 +110,8 @@ pub async fn events(
     upgrade
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
-        .max_message_size(MAX_CLIENT_FRAME)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| session(state, socket, actor, params.resume))
 }
 
@@ -98,9 +123,9 @@ async fn session(state: AppState, socket: WebSocket, actor: Option<Actor>, resum
     let actor = match actor {
         Some(actor) => actor,
         None => match first_frame_auth(&state, &mut stream).await {
-            Some(actor) => actor,
-            None => {
-                close(&mut sink, CLOSE_UNAUTHORIZED, "authentication required").await;
+            Ok(actor) => actor,
+            Err((code, reason)) => {
+                close(&mut sink, code, reason).await;
                 return;
             }
         },
@@ -118,21 +143,26 @@ async fn session(state: AppState, socket: WebSocket, actor: Option<Actor>, resum
     }
 }
 
-/// Waits for `{"type":"auth","token":…}`.
-async fn first_frame_auth(state: &AppState, stream: &mut Stream) -> Option<Actor> {
-    let frame = tokio::time::timeout(AUTH_WINDOW, stream.next())
-        .await
-        .ok()??
-        .ok()?;
-    let Message::Text(text) = frame else {
-        return None;
+/// Waits for `{"type":"auth","token":…}`; otherwise the close frame to send.
+async fn first_frame_auth(
+    state: &AppState,
+    stream: &mut Stream,
+) -> Result<Actor, (u16, &'static str)> {
+    const REQUIRED: (u16, &str) = (CLOSE_UNAUTHORIZED, "authentication required");
+    let frame = match tokio::time::timeout(AUTH_WINDOW, stream.next()).await {
+        Ok(Some(Ok(frame))) => frame,
+        Ok(Some(Err(err))) => return Err(close_for_read_error(&err).unwrap_or(REQUIRED)),
+        Ok(None) | Err(_) => return Err(REQUIRED),
     };
-    let value: Value = serde_json::from_str(text.as_str()).ok()?;
+    let Message::Text(text) = frame else {
+        return Err(REQUIRED);
+    };
+    let value: Value = serde_json::from_str(text.as_str()).map_err(|_| REQUIRED)?;
     if value["type"] != "auth" {
-        return None;
+        return Err(REQUIRED);
     }
-    let token = value["token"].as_str()?;
-    auth::authenticate(state, token).await.ok()
+    let token = value["token"].as_str().ok_or(REQUIRED)?;
+    auth::authenticate(state, token).await.map_err(|_| REQUIRED)
 }
 
 async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
@@ -205,7 +235,8 @@ async fn serve(
                         send(state, sink, reply.to_string()).await?;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                Some(Err(err)) => return close_for_read_error(&err).map_or(Ok(()), Err),
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Ok(_)) => {}
             },
         }

@@ -4,6 +4,13 @@
 //!
 //! Tracked per node in memory; changes are published as `communication:presence_changed`
 //! to the member and everyone sharing a group or channel with it.
+//!
+//! Ordering: a change only marks the member's entry; the event is then decided inside the
+//! outbox transaction, while it holds the event counter ([`outbox::record_decided`]), and
+//! shows the status *at that moment*, not at the change. So when a socket closes and
+//! another opens at once, whichever event commits last shows the real status; an event
+//! whose status equals the last one recorded is skipped. (Deciding at the change and
+//! writing afterwards let an `offline` commit after a later `online`.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,6 +46,19 @@ struct Entry {
     /// Set by the member; overrides the automatic online/idle.
     chosen: Option<PresenceStatus>,
     last_active: Instant,
+    /// The status of the last event recorded for the member (decided under the event
+    /// counter's lock, see the module docs).
+    published: PresenceStatus,
+}
+
+impl Entry {
+    /// Nothing left to remember: offline, nothing chosen, offline as last published.
+    fn settled(&self) -> bool {
+        self.connections == 0
+            && self.chosen.is_none()
+            && self.status == PresenceStatus::Offline
+            && self.published == PresenceStatus::Offline
+    }
 }
 
 /// Statuses by member, on this node.
@@ -48,8 +68,8 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// Applies `change` to the member's entry and returns the new status if it changed.
-    fn update(&self, member: Uuid, change: impl FnOnce(&mut Entry)) -> Option<PresenceStatus> {
+    /// Applies `change` to the member's entry and returns whether the status changed.
+    fn update(&self, member: Uuid, change: impl FnOnce(&mut Entry)) -> bool {
         let mut members = self
             .members
             .lock()
@@ -59,10 +79,39 @@ impl Presence {
             status: PresenceStatus::Offline,
             chosen: None,
             last_active: Instant::now(),
+            published: PresenceStatus::Offline,
         });
         let before = entry.status;
         change(entry);
-        (entry.status != before).then_some(entry.status)
+        entry.status != before
+    }
+
+    /// The status to publish now, if it differs from the last one published; marks it
+    /// published. Returns `(status, previously published)`.
+    fn take_unpublished(&self, member: Uuid) -> Option<(PresenceStatus, PresenceStatus)> {
+        let mut members = self
+            .members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = members.get_mut(&member)?;
+        let previous = entry.published;
+        (entry.status != previous).then(|| {
+            entry.published = entry.status;
+            (entry.status, previous)
+        })
+    }
+
+    /// Undoes [`Self::take_unpublished`] when the event could not be recorded.
+    fn unpublish(&self, member: Uuid, status: PresenceStatus, previous: PresenceStatus) {
+        let mut members = self
+            .members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = members.get_mut(&member)
+            && entry.published == status
+        {
+            entry.published = previous;
+        }
     }
 
     /// The member's current status.
@@ -76,7 +125,7 @@ impl Presence {
             .map_or(PresenceStatus::Offline, |e| e.status)
     }
 
-    fn connected(&self, member: Uuid) -> Option<PresenceStatus> {
+    fn connected(&self, member: Uuid) -> bool {
         self.update(member, |e| {
             e.connections += 1;
             e.last_active = Instant::now();
@@ -84,7 +133,7 @@ impl Presence {
         })
     }
 
-    fn disconnected(&self, member: Uuid) -> Option<PresenceStatus> {
+    fn disconnected(&self, member: Uuid) -> bool {
         self.update(member, |e| {
             e.connections = e.connections.saturating_sub(1);
             if e.connections == 0 {
@@ -93,7 +142,7 @@ impl Presence {
         })
     }
 
-    fn active(&self, member: Uuid) -> Option<PresenceStatus> {
+    fn active(&self, member: Uuid) -> bool {
         self.update(member, |e| {
             e.last_active = Instant::now();
             if e.chosen.is_none() && e.connections > 0 && e.status == PresenceStatus::Idle {
@@ -102,7 +151,7 @@ impl Presence {
         })
     }
 
-    fn choose(&self, member: Uuid, status: PresenceStatus) -> Option<PresenceStatus> {
+    fn choose(&self, member: Uuid, status: PresenceStatus) -> bool {
         self.update(member, |e| {
             e.last_active = Instant::now();
             e.chosen = (status != PresenceStatus::Online).then_some(status);
@@ -127,7 +176,7 @@ impl Presence {
                 idle.push(*member);
             }
         }
-        members.retain(|_, e| e.connections > 0 || e.chosen.is_some());
+        members.retain(|_, e| !e.settled());
         idle
     }
 }
@@ -152,8 +201,9 @@ struct PresenceData {
     status: PresenceStatus,
 }
 
-/// Publishes a member's new status to it and to everyone sharing a context with it.
-async fn publish(state: &AppState, member: Uuid, status: PresenceStatus) -> ServiceResult<()> {
+/// Publishes the member's current status, if it differs from the last one published, to
+/// it and to everyone sharing a context with it (see the module docs for the ordering).
+async fn publish(state: &AppState, member: Uuid) -> ServiceResult<()> {
     let mine = Query::select()
         .column(context_member::Column::ContextId)
         .from(context_member::Entity)
@@ -170,27 +220,35 @@ async fn publish(state: &AppState, member: Uuid, status: PresenceStatus) -> Serv
     if !audience.contains(&member) {
         audience.push(member);
     }
-    let event = Event::for_members(
-        EventType::PresenceChanged,
-        ContextType::Member,
-        member,
-        audience,
-        PresenceData {
-            member_id: member,
-            status,
-        },
-    );
-    outbox::record_alone(state, vec![event]).await
+    let mut decided = None;
+    let recorded = outbox::record_decided(state, || {
+        let (status, previous) = state.presence.take_unpublished(member)?;
+        decided = Some((status, previous));
+        Some(Event::for_members(
+            EventType::PresenceChanged,
+            ContextType::Member,
+            member,
+            audience,
+            PresenceData {
+                member_id: member,
+                status,
+            },
+        ))
+    })
+    .await;
+    if recorded.is_err()
+        && let Some((status, previous)) = decided
+    {
+        state.presence.unpublish(member, status, previous);
+    }
+    recorded.map(|_| ())
 }
 
-async fn publish_if(
-    state: &AppState,
-    member: Uuid,
-    changed: Option<PresenceStatus>,
-) -> ServiceResult<()> {
-    match changed {
-        Some(status) => publish(state, member, status).await,
-        None => Ok(()),
+async fn publish_if(state: &AppState, member: Uuid, changed: bool) -> ServiceResult<()> {
+    if changed {
+        publish(state, member).await
+    } else {
+        Ok(())
     }
 }
 
@@ -228,7 +286,7 @@ pub async fn active(state: &AppState, member: Uuid) -> ServiceResult<()> {
 /// Marks quiet members idle and publishes it (run periodically).
 pub async fn sweep_idle(state: &AppState) -> ServiceResult<()> {
     for member in state.presence.sweep(state.config.idle_after) {
-        publish(state, member, PresenceStatus::Idle).await?;
+        publish(state, member).await?;
     }
     Ok(())
 }

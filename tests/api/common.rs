@@ -191,16 +191,28 @@ impl TestServer {
             config.database_url = Some(fresh_postgres(&admin_url).await);
         }
         adjust(&mut config);
-        Self::serve(config, dir).await
+        Self::serve(config, dir, None).await
+    }
+
+    /// A server whose connection handling logs to `log` (to check what it logs).
+    pub async fn start_logged(adjust: impl FnOnce(&mut Config), log: tracing::Dispatch) -> Self {
+        init_logging();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::with_data_dir(dir.path().join("data"));
+        if let Some(admin_url) = test_database_url() {
+            config.database_url = Some(fresh_postgres(&admin_url).await);
+        }
+        adjust(&mut config);
+        Self::serve(config, dir, Some(log)).await
     }
 
     /// Another server on the same database and data dir, as after a restart.
     pub async fn restart(&self) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::serve(self.config.clone(), dir).await
+        Self::serve(self.config.clone(), dir, None).await
     }
 
-    async fn serve(config: Config, dir: tempfile::TempDir) -> Self {
+    async fn serve(config: Config, dir: tempfile::TempDir, log: Option<tracing::Dispatch>) -> Self {
         let data_dir = config.data_dir.clone();
         let app = brightchat::build(config.clone())
             .await
@@ -209,9 +221,20 @@ impl TestServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            axum::serve(listener, app.router).await.ok();
-        });
+        // Every test goes through the real serving stack (timeouts, connection cap).
+        let serving = config.clone();
+        let serve = async move {
+            brightchat::serve_listener(listener, app.router, &serving, std::future::pending())
+                .await
+                .ok();
+        };
+        match log {
+            Some(log) => {
+                use tracing::instrument::WithSubscriber;
+                tokio::spawn(serve.with_subscriber(log))
+            }
+            None => tokio::spawn(serve),
+        };
         Self {
             config,
             base: format!("http://{addr}"),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod rest;
+pub mod search;
 pub mod server;
 pub mod service;
 pub mod state;

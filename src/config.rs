@@ -66,6 +66,12 @@ pub struct Config {
     /// `BRIGHTCHAT_WS_SEND_TIMEOUT_MS`, default 10000: how long one frame may take to send
     /// before the connection is dropped as too slow.
     pub ws_send_timeout: Duration,
+    /// `BRIGHTCHAT_WS_MAX_CONNECTIONS_PER_MEMBER`, default 20: WebSocket connections one
+    /// member may hold open on a node, `/api/events` and `/graphql/ws` together.
+    pub ws_max_connections_per_member: usize,
+    /// `BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS`, default 100: operations one `/graphql/ws`
+    /// connection may run at once.
+    pub graphql_max_subscriptions: usize,
 }
 
 impl Config {
@@ -87,6 +93,8 @@ impl Config {
             idle_after: Duration::from_secs(300),
             ws_buffer: 1024,
             ws_send_timeout: Duration::from_secs(10),
+            ws_max_connections_per_member: 20,
+            graphql_max_subscriptions: 100,
         }
     }
 
@@ -184,6 +192,12 @@ impl Config {
         if let Some(ms) = number(&get, "BRIGHTCHAT_WS_SEND_TIMEOUT_MS", 100, 600_000)? {
             config.ws_send_timeout = Duration::from_millis(ms);
         }
+        if let Some(n) = number(&get, "BRIGHTCHAT_WS_MAX_CONNECTIONS_PER_MEMBER", 1, 100_000)? {
+            config.ws_max_connections_per_member = n as usize;
+        }
+        if let Some(n) = number(&get, "BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS", 1, 100_000)? {
+            config.graphql_max_subscriptions = n as usize;
+        }
         if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
             config.log_format = match value.trim() {
                 "text" => LogFormat::Text,
@@ -274,6 +288,8 @@ mod tests {
             ("BRIGHTCHAT_IDLE_AFTER_SECS", "soon"),
             ("BRIGHTCHAT_WS_BUFFER", "0"),
             ("BRIGHTCHAT_WS_SEND_TIMEOUT_MS", "5"),
+            ("BRIGHTCHAT_WS_MAX_CONNECTIONS_PER_MEMBER", "0"),
+            ("BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS", "many"),
         ] {
             let err = from(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");

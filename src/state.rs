@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::crypto::ServerKey;
 use crate::db::Db;
 use crate::events::InProcessBus;
+use crate::events::connections::ConnectionCounter;
 use crate::events::outbox::EventHub;
 use crate::service::auth::TokenCache;
 use crate::service::keys::EpochKeyCache;
@@ -27,6 +28,8 @@ pub struct Inner {
     pub epoch_keys: EpochKeyCache,
     pub presence: Presence,
     pub events: EventHub,
+    /// WebSocket connections open per member.
+    pub connections: ConnectionCounter,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             epoch_keys: EpochKeyCache::new(),
             presence: Presence::default(),
             events: EventHub::new(bus),
+            connections: ConnectionCounter::default(),
         }))
     }
 }

@@ -69,6 +69,7 @@ impl From<&reaction::Model> for ReactionView {
 #[graphql(name = "EditHistoryEntry")]
 pub struct EditView {
     /// Base64 `nonce || ciphertext || tag`, AAD = the message id.
+    #[graphql(complexity = "crate::graphql::cost::CONTENT")]
     pub content: String,
     pub key_epoch: i32,
     /// When this version was written.
@@ -87,14 +88,21 @@ pub struct MessageView {
     pub channel_id: Option<Uuid>,
     pub sender_id: Uuid,
     /// Base64 `nonce (12) || ciphertext || tag (16)`, AES-256-GCM, AAD = the message id.
+    #[graphql(complexity = "crate::graphql::cost::CONTENT")]
     pub encrypted_content: String,
     /// The key epoch that opens `encryptedContent` (see the `/keys` route).
     pub key_epoch: i32,
     pub created_at: String,
     pub edited_at: Option<String>,
     pub pinned: bool,
+    #[graphql(
+        complexity = "crate::graphql::cost::list(crate::graphql::cost::UNPAGED_LIST, child_complexity)"
+    )]
     pub reactions: Vec<ReactionView>,
-    /// Earlier versions, oldest first.
+    /// Earlier versions, oldest first: the newest 10 at most.
+    #[graphql(
+        complexity = "crate::graphql::cost::list(crate::service::contexts::messages::MAX_EDIT_HISTORY, child_complexity)"
+    )]
     pub edit_history: Vec<EditView>,
 }
 
@@ -288,7 +296,12 @@ async fn reactions_of(
     Ok(out)
 }
 
-/// Edit histories of several messages in one query, oldest version first.
+/// Most versions shown in a message's `editHistory` (REST and GraphQL): the newest ones,
+/// so that a page of messages cannot carry an unbounded number of edits.
+pub const MAX_EDIT_HISTORY: usize = 10;
+
+/// Edit histories of several messages in one query, oldest version first, each cut to its
+/// newest [`MAX_EDIT_HISTORY`] versions.
 async fn edits_of(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
@@ -308,6 +321,10 @@ async fn edits_of(
             key_epoch: row.key_epoch,
             edited_at: rfc3339(row.written_at),
         });
+    }
+    for edits in out.values_mut() {
+        let excess = edits.len().saturating_sub(MAX_EDIT_HISTORY);
+        edits.drain(..excess);
     }
     Ok(out)
 }

@@ -1,0 +1,146 @@
+//! A guard in front of the GraphQL parser (issue 9, item 1).
+//!
+//! async-graphql's parser (pest) recurses once per nested list, input object, selection
+//! set and argument list, so a few kilobytes of `[[[[…` overflow a worker's stack and
+//! abort the process. [`ParseGuard`] is a schema extension: it runs before every parse,
+//! whichever transport brought the document (POST, GET `?query=`, both WebSocket
+//! protocols), and refuses a document that is too long or nests brackets too deep with a
+//! `VALIDATION_ERROR`, without recursing itself.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{ServerError, ServerResult, Variables};
+
+/// Longest document accepted, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
+/// Deepest nesting of `{`, `[` and `(` accepted anywhere in a document. Selection depth is
+/// limited further (to [`super::MAX_DEPTH`]) once the document is parsed; this bound only
+/// keeps the parser's recursion far from the stack's end.
+pub const MAX_NESTING: usize = 64;
+
+/// Why a document was refused before parsing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    TooLong,
+    TooDeep,
+}
+
+impl Refusal {
+    fn message(&self) -> String {
+        match self {
+            Refusal::TooLong => {
+                format!("The document is longer than {MAX_DOCUMENT_BYTES} bytes")
+            }
+            Refusal::TooDeep => format!("The document nests deeper than {MAX_NESTING} levels"),
+        }
+    }
+
+    /// The error a client sees (`extensions.code` = `VALIDATION_ERROR`).
+    pub fn into_server_error(self) -> ServerError {
+        let mut err = ServerError::new(self.message(), None);
+        let mut extensions = async_graphql::ErrorExtensionValues::default();
+        extensions.set("code", "VALIDATION_ERROR");
+        err.extensions = Some(extensions);
+        err
+    }
+}
+
+/// Checks a document without parsing it: one linear pass that counts open brackets and
+/// skips string literals (`"…"` with escapes, block strings `"""…"""`) and `#` comments,
+/// where brackets mean nothing.
+pub fn check(document: &str) -> Result<(), Refusal> {
+    if document.len() > MAX_DOCUMENT_BYTES {
+        return Err(Refusal::TooLong);
+    }
+    let bytes = document.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                // A block string ends at the first `"""` not escaped as `\"""`.
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Refusal::TooDeep);
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The schema extension that runs [`check`] before every parse.
+pub struct ParseGuard;
+
+impl ExtensionFactory for ParseGuard {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ParseGuardExtension)
+    }
+}
+
+struct ParseGuardExtension;
+
+#[async_trait::async_trait]
+impl Extension for ParseGuardExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        check(query).map_err(Refusal::into_server_error)?;
+        next.run(ctx, query, variables).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_brackets_outside_strings_and_comments() {
+        assert_eq!(check("{ me { id } }"), Ok(()));
+        let deep = format!("{{me(x:{}){{id}}}}", "[".repeat(100));
+        assert_eq!(check(&deep), Err(Refusal::TooDeep));
+        let quoted = format!("{{me(x:\"{}\"){{id}}}}", "[".repeat(100));
+        assert_eq!(check(&quoted), Ok(()));
+        let escaped = format!("{{me(x:\"\\\"{}\"){{id}}}}", "[".repeat(100));
+        assert_eq!(check(&escaped), Ok(()));
+        let block = format!("{{me(x:\"\"\" \\\"\"\" {} \"\"\"){{id}}}}", "{".repeat(100));
+        assert_eq!(check(&block), Ok(()));
+        let comment = format!("# {}\n{{ me {{ id }} }}", "(".repeat(100));
+        assert_eq!(check(&comment), Ok(()));
+        assert_eq!(
+            check(&"a".repeat(MAX_DOCUMENT_BYTES + 1)),
+            Err(Refusal::TooLong)
+        );
+    }
+}

@@ -19,7 +19,7 @@ pub const MUTATION: usize = 50;
 /// A ciphertext field.
 pub const CONTENT: usize = 10;
 /// The assumed length of a list without a page (members, pins, reactions, participants).
-pub const UNPAGED_LIST: usize = 20;
+pub const UNPAGED_LIST: usize = 10;
 
 /// A page of up to `limit` items, each costing `child`, plus the call that loads it.
 pub fn page(page: &Option<PageParams>, child: usize) -> usize {

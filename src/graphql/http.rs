@@ -51,7 +51,8 @@ pub async fn post(
             "Batched requests are not supported; send one operation per request",
         ));
     }
-    let Ok(request) = serde_json::from_slice::<async_graphql::Request>(&body) else {
+    let request = serde_json::from_slice::<async_graphql::Request>(&body);
+    let Some(request) = request.ok().filter(|r| !r.query.trim().is_empty()) else {
         return refuse(&ServiceError::validation(
             "The body must be a JSON object with a `query` string, and optionally \
              `variables` (an object) and `operationName`",
@@ -70,7 +71,8 @@ pub async fn get(
     let Some(query) = query.filter(|q| has_query_param(q)) else {
         return graphiql().into_response();
     };
-    let Ok(request) = async_graphql::http::parse_query_string(&query) else {
+    let request = async_graphql::http::parse_query_string(&query);
+    let Some(request) = request.ok().filter(|r| !r.query.trim().is_empty()) else {
         return refuse(&ServiceError::validation(
             "The query string must carry `query`, and optionally `variables` (JSON) and \
              `operationName`",

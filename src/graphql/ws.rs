@@ -119,7 +119,7 @@ pub async fn subscriptions(
 /// What the streams of a connection yield, tagged with the operation's id and generation
 /// (an id may be reused once its operation ended).
 enum Output {
-    Item(String, u64, async_graphql::Response),
+    Item(String, u64, Box<async_graphql::Response>),
     Done(String, u64),
 }
 
@@ -286,7 +286,9 @@ impl Connection {
         let responses = self
             .schema
             .execute_stream(request.data(actor))
-            .map(move |response| Output::Item(item_id.clone(), generation, with_codes(response)));
+            .map(move |response| {
+                Output::Item(item_id.clone(), generation, Box::new(with_codes(response)))
+            });
         let stream =
             Abortable::new(responses, registration).chain(futures_util::stream::once(async move {
                 Output::Done(id, generation)

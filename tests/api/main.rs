@@ -17,6 +17,7 @@ mod group_concurrency;
 mod group_messages;
 mod group_roles;
 mod groups;
+mod hardening_gql;
 mod members;
 mod pagination;
 mod realtime;

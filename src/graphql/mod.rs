@@ -24,7 +24,7 @@ use crate::state::AppState;
 pub use mutation::Mutation;
 pub use object::MemberLoader;
 pub use query::Query;
-pub use subscription::Subscription;
+pub use subscription::{SnapshotPermits, Subscription};
 
 /// The schema type.
 pub type BrightSchema = Schema<Query, Mutation, Subscription>;

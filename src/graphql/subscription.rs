@@ -179,6 +179,18 @@ impl Wanted {
     }
 }
 
+/// Subscriptions of one `/graphql/ws` connection take their starting snapshot one at a
+/// time, so a client opening many at once holds at most one database connection for it
+/// and other members' requests are not queued behind it.
+#[derive(Clone)]
+pub struct SnapshotPermits(pub std::sync::Arc<tokio::sync::Semaphore>);
+
+impl SnapshotPermits {
+    pub fn one_at_a_time() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(1)))
+    }
+}
+
 /// The root of subscriptions.
 pub struct Subscription;
 
@@ -196,8 +208,13 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventPayload>>> {
         let member = actor(ctx)?.member_id;
         // The `/graphql/ws` connection re-checks the token once for all its subscriptions.
+        let permit = match ctx.data_opt::<SnapshotPermits>() {
+            Some(permits) => Some(permits.0.clone().acquire_owned().await?),
+            None => None,
+        };
         let events =
             gql(EventStream::open(state(ctx), actor(ctx)?, resume).await)?.without_token_recheck();
+        drop(permit);
         let resync = events
             .resync_required
             .then(|| Err(resync_required(events.start_seq)));

@@ -34,8 +34,8 @@ use futures_util::StreamExt;
 use futures_util::stream::{AbortHandle, Abortable, BoxStream, SelectAll};
 use serde_json::{Value, json};
 
-use super::BrightSchema;
 use super::http::{refuse, with_codes};
+use super::{BrightSchema, SnapshotPermits};
 use crate::error::ServiceError;
 use crate::events::connections::{
     CLOSE_TOO_MANY_CONNECTIONS, ConnectionSlot, TOO_MANY_CONNECTIONS,
@@ -111,6 +111,7 @@ pub async fn subscriptions(
                 running: HashMap::new(),
                 generation: 0,
                 streams: SelectAll::new(),
+                snapshots: SnapshotPermits::one_at_a_time(),
             }
             .run()
         })
@@ -135,6 +136,8 @@ struct Connection {
     running: HashMap<String, (u64, AbortHandle)>,
     generation: u64,
     streams: SelectAll<BoxStream<'static, Output>>,
+    /// Shared by this connection's subscriptions (see [`SnapshotPermits`]).
+    snapshots: SnapshotPermits,
 }
 
 impl Connection {
@@ -285,7 +288,7 @@ impl Connection {
         let item_id = id.clone();
         let responses = self
             .schema
-            .execute_stream(request.data(actor))
+            .execute_stream(request.data(actor).data(self.snapshots.clone()))
             .map(move |response| {
                 Output::Item(item_id.clone(), generation, Box::new(with_codes(response)))
             });

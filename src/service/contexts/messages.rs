@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use entity::{context, context_message, message_edit, reaction};
+use sea_orm::sea_query::{Expr, Order, Query, WindowStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -310,8 +311,27 @@ async fn edits_of(
     if ids.is_empty() {
         return Ok(out);
     }
+    use sea_orm::sea_query::ExprTrait as _;
+    // Only the newest versions leave the database: rank each message's edits, newest first.
+    let ranked = Query::select()
+        .column(message_edit::Column::Id)
+        .expr_window_as(
+            Expr::cust("ROW_NUMBER()"),
+            WindowStatement::partition_by(message_edit::Column::MessageId)
+                .order_by(message_edit::Column::Id, Order::Desc)
+                .to_owned(),
+            "edit_rank",
+        )
+        .from(message_edit::Entity)
+        .and_where(message_edit::Column::MessageId.is_in(ids.to_vec()))
+        .to_owned();
+    let newest = Query::select()
+        .column("id")
+        .from_subquery(ranked, "ranked_edits")
+        .and_where(Expr::col("edit_rank").lte(MAX_EDIT_HISTORY as i64))
+        .to_owned();
     let rows = message_edit::Entity::find()
-        .filter(message_edit::Column::MessageId.is_in(ids.to_vec()))
+        .filter(message_edit::Column::Id.in_subquery(newest))
         .order_by_asc(message_edit::Column::Id)
         .all(db)
         .await?;
@@ -321,10 +341,6 @@ async fn edits_of(
             key_epoch: row.key_epoch,
             edited_at: rfc3339(row.written_at),
         });
-    }
-    for edits in out.values_mut() {
-        let excess = edits.len().saturating_sub(MAX_EDIT_HISTORY);
-        edits.drain(..excess);
     }
     Ok(out)
 }

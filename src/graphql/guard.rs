@@ -5,12 +5,17 @@
 //! abort the process. [`ParseGuard`] is a schema extension: it runs before every parse,
 //! whichever transport brought the document (POST, GET `?query=`, both WebSocket
 //! protocols), and refuses a document that is too long or nests brackets too deep with a
-//! `VALIDATION_ERROR`, without recursing itself.
+//! `VALIDATION_ERROR`, without recursing itself. Once parsed, a subscription must select
+//! exactly one root field (GraphQL spec 5.2.3.1), so that one operation opens one event
+//! stream and the per-connection limit on operations bounds the streams.
 
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::ExecutableDocument;
+use std::collections::HashSet;
+
+use async_graphql::Name;
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, Variables};
 
 /// Longest document accepted, in bytes: the HTTP body limit, so that GET and the sockets
@@ -26,6 +31,7 @@ pub const MAX_NESTING: usize = 64;
 pub enum Refusal {
     TooLong,
     TooDeep,
+    NotOneRootField,
 }
 
 impl Refusal {
@@ -35,6 +41,7 @@ impl Refusal {
                 format!("The document is longer than {MAX_DOCUMENT_BYTES} bytes")
             }
             Refusal::TooDeep => format!("The document nests deeper than {MAX_NESTING} levels"),
+            Refusal::NotOneRootField => "A subscription selects exactly one root field".into(),
         }
     }
 
@@ -118,8 +125,49 @@ impl Extension for ParseGuardExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         check(query).map_err(Refusal::into_server_error)?;
-        next.run(ctx, query, variables).await
+        let document = next.run(ctx, query, variables).await?;
+        for (_, operation) in document.operations.iter() {
+            let operation = &operation.node;
+            if operation.ty == OperationType::Subscription
+                && root_fields(
+                    &operation.selection_set.node,
+                    &document,
+                    &mut HashSet::new(),
+                ) != 1
+            {
+                return Err(Refusal::NotOneRootField.into_server_error());
+            }
+        }
+        Ok(document)
     }
+}
+
+/// Fields selected at the root of `set`, through fragments. The guard's nesting limit bounds
+/// the recursion through inline fragments; `seen` ends it through named ones (a cycle is
+/// refused later by validation).
+fn root_fields(
+    set: &SelectionSet,
+    document: &ExecutableDocument,
+    seen: &mut HashSet<Name>,
+) -> usize {
+    set.items
+        .iter()
+        .map(|selection| match &selection.node {
+            Selection::Field(_) => 1,
+            Selection::InlineFragment(inline) => {
+                root_fields(&inline.node.selection_set.node, document, seen)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = &spread.node.fragment_name.node;
+                if !seen.insert(name.clone()) {
+                    return 0;
+                }
+                document.fragments.get(name).map_or(0, |fragment| {
+                    root_fields(&fragment.node.selection_set.node, document, seen)
+                })
+            }
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -90,6 +90,35 @@ async fn one_socket_cannot_open_unlimited_subscriptions() {
 }
 
 #[tokio::test]
+async fn a_subscription_operation_opens_one_stream() {
+    let server = TestServer::start().await;
+    let ada = server.member("Ada").await;
+    let mut socket = Gql::signed_in(&server, MODERN, &ada.token).await;
+    // Aliases would multiply the streams behind one operation: refused, as the spec says.
+    let aliases: String = (0..50)
+        .map(|i| format!("e{i}: events {{ seq }} "))
+        .collect();
+    socket
+        .subscribe("aliases", &format!("subscription {{ {aliases} }}"))
+        .await;
+    let reply = socket.next_for("aliases").await;
+    assert_eq!(
+        gql_code(&reply["payload"]).as_deref(),
+        Some("VALIDATION_ERROR"),
+        "{reply}"
+    );
+    let through_fragment = "subscription { ...Both } fragment Both on Subscription { a: events { seq } b: events { seq } }";
+    socket.subscribe("fragment", through_fragment).await;
+    let reply = socket.next_for("fragment").await;
+    assert_eq!(
+        gql_code(&reply["payload"]).as_deref(),
+        Some("VALIDATION_ERROR"),
+        "{reply}"
+    );
+    still_serving(&server, &ada.token).await;
+}
+
+#[tokio::test]
 async fn connections_per_member_are_capped_across_both_sockets() {
     let server = TestServer::start_with(|c| c.ws_max_connections_per_member = 2).await;
     let ada = server.member("Ada").await;

@@ -84,6 +84,12 @@ pub struct Config {
     /// `BRIGHTCHAT_MAX_CONNECTIONS`, default 10000: open connections (WebSockets included)
     /// beyond which the server stops accepting until one closes.
     pub max_connections: usize,
+    /// `BRIGHTCHAT_WS_MAX_CONNECTIONS_PER_MEMBER`, default 20: WebSocket connections one
+    /// member may hold open on a node, `/api/events` and `/graphql/ws` together.
+    pub ws_max_connections_per_member: usize,
+    /// `BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS`, default 100: operations one `/graphql/ws`
+    /// connection may run at once.
+    pub graphql_max_subscriptions: usize,
 }
 
 impl Config {
@@ -110,6 +116,8 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            ws_max_connections_per_member: 20,
+            graphql_max_subscriptions: 100,
         }
     }
 
@@ -222,6 +230,12 @@ impl Config {
         if let Some(count) = number(&get, "BRIGHTCHAT_MAX_CONNECTIONS", 1, 1_000_000)? {
             config.max_connections = count as usize;
         }
+        if let Some(n) = number(&get, "BRIGHTCHAT_WS_MAX_CONNECTIONS_PER_MEMBER", 1, 100_000)? {
+            config.ws_max_connections_per_member = n as usize;
+        }
+        if let Some(n) = number(&get, "BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS", 1, 100_000)? {
+            config.graphql_max_subscriptions = n as usize;
+        }
         if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
             config.log_format = match value.trim() {
                 "text" => LogFormat::Text,
@@ -333,6 +347,8 @@ mod tests {
             ("BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS", "0"),
             ("BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS", "never"),
             ("BRIGHTCHAT_MAX_CONNECTIONS", "0"),
+            ("BRIGHTCHAT_WS_MAX_CONNECTIONS_PER_MEMBER", "0"),
+            ("BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS", "many"),
         ] {
             let err = from(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");

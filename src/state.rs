@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::crypto::ServerKey;
 use crate::db::Db;
 use crate::events::InProcessBus;
+use crate::events::connections::ConnectionCounter;
 use crate::events::outbox::EventHub;
 use crate::service::auth::TokenCache;
 use crate::service::gates::Gates;
@@ -30,6 +31,8 @@ pub struct Inner {
     pub events: EventHub,
     /// Per-context admission gates for writes.
     pub gates: Gates,
+    /// WebSocket connections open per member.
+    pub connections: ConnectionCounter,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             presence: Presence::default(),
             events: EventHub::new(bus),
             gates: Gates::default(),
+            connections: ConnectionCounter::default(),
         }))
     }
 }

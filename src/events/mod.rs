@@ -8,6 +8,7 @@
 //! process dies in between.
 
 pub mod bus;
+pub mod connections;
 pub mod filter;
 pub mod outbox;
 pub mod stream;

@@ -245,7 +245,11 @@ pub async fn snapshot(
     let seq = committed_seq(&txn).await?;
     let mut replay = Vec::new();
     let mut resync_required = false;
-    if let Some(from) = resume.filter(|from| *from < seq) {
+    if resume.is_some_and(|from| from > seq) {
+        // A point past the newest event comes from another history (a restored database,
+        // another deployment): what the client holds cannot be trusted, so it refetches.
+        resync_required = true;
+    } else if let Some(from) = resume.filter(|from| *from < seq) {
         let oldest = event::Entity::find()
             .order_by_asc(event::Column::Seq)
             .one(&txn)

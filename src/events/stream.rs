@@ -15,8 +15,8 @@ use crate::error::ServiceResult;
 use crate::service::{Actor, auth};
 use crate::state::AppState;
 
-/// How often an open stream checks that its token is still valid.
-const TOKEN_RECHECK: Duration = Duration::from_secs(2);
+/// How often an open connection checks that its token is still valid.
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(2);
 
 /// Why a stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,9 @@ pub struct EventStream {
     subscriber: Subscriber,
     replay: VecDeque<Arc<Event>>,
     last: i64,
-    recheck: tokio::time::Interval,
+    /// `None` where the connection carrying the stream re-checks the token itself (a
+    /// `/graphql/ws` connection checks once for all its subscriptions).
+    recheck: Option<tokio::time::Interval>,
     /// The newest event at the moment the stream opened.
     pub start_seq: i64,
     /// The resume point was older than the retention window: the client must refetch.
@@ -47,7 +49,11 @@ pub struct EventStream {
 impl EventStream {
     /// Opens the stream: subscribes to the bus first, then takes the snapshot, so nothing
     /// falls between the two.
+    ///
+    /// A negative `resume` is refused (`VALIDATION_ERROR`); one past the newest event
+    /// yields `resync_required`, like one older than the retention window.
     pub async fn open(state: &AppState, actor: &Actor, resume: Option<i64>) -> ServiceResult<Self> {
+        check_resume(resume)?;
         let live = state.events.bus.subscribe();
         let snapshot = outbox::snapshot(state, actor.member_id, resume).await?;
         let mut recheck = tokio::time::interval(TOKEN_RECHECK);
@@ -59,10 +65,16 @@ impl EventStream {
             subscriber: snapshot.subscriber,
             replay: snapshot.replay.into_iter().map(Arc::new).collect(),
             last: snapshot.seq,
-            recheck,
+            recheck: Some(recheck),
             start_seq: snapshot.seq,
             resync_required: snapshot.resync_required,
         })
+    }
+
+    /// Leaves token re-checks to the connection that carries this stream.
+    pub fn without_token_recheck(mut self) -> Self {
+        self.recheck = None;
+        self
     }
 
     /// The next event the member may see. Cancel-safe: dropping the future loses nothing.
@@ -74,7 +86,7 @@ impl EventStream {
         }
         loop {
             tokio::select! {
-                _ = self.recheck.tick() => {
+                _ = tick(&mut self.recheck) => {
                     if !auth::still_valid(&self.state, &self.actor).await.unwrap_or(true) {
                         return Err(StreamEnd::Unauthorized);
                     }
@@ -94,5 +106,25 @@ impl EventStream {
                 },
             }
         }
+    }
+}
+
+/// Refuses a negative resume point: `seq` starts at 1, so `0` means "from the start".
+pub fn check_resume(resume: Option<i64>) -> ServiceResult<()> {
+    if resume.is_some_and(|from| from < 0) {
+        return Err(crate::error::ServiceError::validation(
+            "resume must be a seq of 0 or more",
+        ));
+    }
+    Ok(())
+}
+
+/// The next tick of `interval`, or never.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -28,6 +28,7 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Register a member with a secp256k1 public key (hex).
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn register_member(
         &self,
         ctx: &Context<'_>,
@@ -37,6 +38,7 @@ impl Mutation {
     }
 
     /// A single-use sign-in challenge.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn auth_challenge(
         &self,
         ctx: &Context<'_>,
@@ -46,6 +48,7 @@ impl Mutation {
     }
 
     /// Exchange a signed challenge for a bearer token.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn login(
         &self,
         ctx: &Context<'_>,
@@ -55,11 +58,13 @@ impl Mutation {
     }
 
     /// Revoke the token of this request.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         gql(auth::logout(state(ctx), actor(ctx)?).await).map(|r| r.revoked)
     }
 
     /// Block a member from sending you direct messages.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn block_member(
         &self,
         ctx: &Context<'_>,
@@ -69,6 +74,7 @@ impl Mutation {
     }
 
     /// Lift a block.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn unblock_member(
         &self,
         ctx: &Context<'_>,
@@ -78,6 +84,7 @@ impl Mutation {
     }
 
     /// Set your presence status.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn set_presence(
         &self,
         ctx: &Context<'_>,
@@ -87,6 +94,7 @@ impl Mutation {
     }
 
     /// Send a direct message.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn send_direct_message(
         &self,
         ctx: &Context<'_>,
@@ -96,6 +104,7 @@ impl Mutation {
     }
 
     /// Delete one of your direct messages.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn delete_direct_message(
         &self,
         ctx: &Context<'_>,
@@ -110,6 +119,7 @@ impl Mutation {
     }
 
     /// Turn a conversation into a group.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn promote_conversation(
         &self,
         ctx: &Context<'_>,
@@ -120,6 +130,7 @@ impl Mutation {
     }
 
     /// Create a group.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn create_group(
         &self,
         ctx: &Context<'_>,
@@ -129,6 +140,7 @@ impl Mutation {
     }
 
     /// Add members to a group (all or nothing).
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn add_group_members(
         &self,
         ctx: &Context<'_>,
@@ -140,6 +152,7 @@ impl Mutation {
     }
 
     /// Remove a member from a group.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn remove_group_member(
         &self,
         ctx: &Context<'_>,
@@ -151,11 +164,13 @@ impl Mutation {
     }
 
     /// Leave a group.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn leave_group(&self, ctx: &Context<'_>, group_id: Uuid) -> async_graphql::Result<bool> {
         gql(groups::leave(state(ctx), actor(ctx)?, group_id).await).map(|r| r.left)
     }
 
     /// Create a channel.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn create_channel(
         &self,
         ctx: &Context<'_>,
@@ -165,6 +180,7 @@ impl Mutation {
     }
 
     /// Update channel settings (owners).
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn update_channel(
         &self,
         ctx: &Context<'_>,
@@ -175,6 +191,7 @@ impl Mutation {
     }
 
     /// Delete a channel (owners).
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn delete_channel(
         &self,
         ctx: &Context<'_>,
@@ -184,6 +201,7 @@ impl Mutation {
     }
 
     /// Join a public channel.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn join_channel(
         &self,
         ctx: &Context<'_>,
@@ -193,6 +211,7 @@ impl Mutation {
     }
 
     /// Leave a channel.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn leave_channel(
         &self,
         ctx: &Context<'_>,
@@ -202,6 +221,7 @@ impl Mutation {
     }
 
     /// Kick a member from a channel.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn kick_member(
         &self,
         ctx: &Context<'_>,
@@ -212,6 +232,7 @@ impl Mutation {
     }
 
     /// Create an invite token.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn create_invite(
         &self,
         ctx: &Context<'_>,
@@ -228,6 +249,7 @@ impl Mutation {
     }
 
     /// Redeem an invite token.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn redeem_invite(
         &self,
         ctx: &Context<'_>,
@@ -238,6 +260,7 @@ impl Mutation {
     }
 
     /// Send a message to a group or channel.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn send_message(
         &self,
         ctx: &Context<'_>,
@@ -256,6 +279,7 @@ impl Mutation {
     }
 
     /// Edit one of your messages.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn edit_message(
         &self,
         ctx: &Context<'_>,
@@ -277,6 +301,7 @@ impl Mutation {
     }
 
     /// Delete a message.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn delete_message(
         &self,
         ctx: &Context<'_>,
@@ -289,6 +314,7 @@ impl Mutation {
     }
 
     /// React to a message.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn add_reaction(
         &self,
         ctx: &Context<'_>,
@@ -310,6 +336,7 @@ impl Mutation {
     }
 
     /// Remove your reaction.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn remove_reaction(
         &self,
         ctx: &Context<'_>,
@@ -331,6 +358,7 @@ impl Mutation {
     }
 
     /// Pin a message.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn pin_message(
         &self,
         ctx: &Context<'_>,
@@ -343,6 +371,7 @@ impl Mutation {
     }
 
     /// Unpin a message.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn unpin_message(
         &self,
         ctx: &Context<'_>,
@@ -355,6 +384,7 @@ impl Mutation {
     }
 
     /// Assign a role in a group or channel.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn assign_role(
         &self,
         ctx: &Context<'_>,
@@ -375,6 +405,7 @@ impl Mutation {
     }
 
     /// Mute a member for `durationMs` (1..=2,419,200,000).
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn mute_member(
         &self,
         ctx: &Context<'_>,
@@ -396,6 +427,7 @@ impl Mutation {
     }
 
     /// Lift a mute.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn unmute_member(
         &self,
         ctx: &Context<'_>,

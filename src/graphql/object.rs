@@ -95,6 +95,9 @@ impl MemberEntry {
 #[ComplexObject]
 impl ChannelView {
     /// The pinned messages, in pin order.
+    #[graphql(
+        complexity = "crate::graphql::cost::CALL + crate::graphql::cost::list(crate::graphql::cost::UNPAGED_LIST, child_complexity)"
+    )]
     async fn pinned_messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MessageView>> {
         gql(messages::pinned(state(ctx), actor(ctx)?, Kind::Channel, self.id).await)
     }
@@ -103,6 +106,9 @@ impl ChannelView {
 #[ComplexObject]
 impl GroupView {
     /// The pinned messages, in pin order.
+    #[graphql(
+        complexity = "crate::graphql::cost::CALL + crate::graphql::cost::list(crate::graphql::cost::UNPAGED_LIST, child_complexity)"
+    )]
     async fn pinned_messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MessageView>> {
         gql(messages::pinned(state(ctx), actor(ctx)?, Kind::Group, self.id).await)
     }

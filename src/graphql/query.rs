@@ -37,16 +37,19 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The signed-in member.
+    #[graphql(complexity = "crate::graphql::cost::CALL + child_complexity")]
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<MemberView> {
         gql(members::me(state(ctx), actor(ctx)?).await)
     }
 
     /// A member by id.
+    #[graphql(complexity = "crate::graphql::cost::CALL + child_complexity")]
     async fn member(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<MemberView> {
         gql(members::get(state(ctx), actor(ctx)?, id).await)
     }
 
     /// Your conversations, most recent activity first.
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
@@ -57,6 +60,7 @@ impl Query {
     }
 
     /// Messages of a conversation, oldest first.
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
     async fn direct_messages(
         &self,
         ctx: &Context<'_>,
@@ -74,6 +78,7 @@ impl Query {
     }
 
     /// Your groups, newest activity first.
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
     async fn groups(
         &self,
         ctx: &Context<'_>,
@@ -83,11 +88,13 @@ impl Query {
     }
 
     /// A group you belong to.
+    #[graphql(complexity = "crate::graphql::cost::CALL + child_complexity")]
     async fn group(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<GroupView> {
         gql(groups::get(state(ctx), actor(ctx)?, id).await)
     }
 
     /// Channels you can discover.
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
     async fn channels(
         &self,
         ctx: &Context<'_>,
@@ -98,11 +105,13 @@ impl Query {
     }
 
     /// A channel's metadata.
+    #[graphql(complexity = "crate::graphql::cost::CALL + child_complexity")]
     async fn channel(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<ChannelView> {
         gql(channels::get(state(ctx), actor(ctx)?, id).await)
     }
 
     /// Messages of a group or channel, oldest first.
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
@@ -122,6 +131,7 @@ impl Query {
     }
 
     /// The epoch keys you hold in a group or channel, wrapped for your public key.
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
     async fn keys(
         &self,
         ctx: &Context<'_>,

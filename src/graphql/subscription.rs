@@ -2,8 +2,10 @@
 //! context, with the same delivery rules as `/api/events` (the same snapshot, filter and
 //! bus).
 
-use async_graphql::{Context, Json, SimpleObject, Subscription as SubscriptionDerive};
-use futures_util::Stream;
+use async_graphql::{
+    Context, ErrorExtensions, Json, SimpleObject, Subscription as SubscriptionDerive,
+};
+use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{actor, gql, state};
@@ -177,6 +179,18 @@ impl Wanted {
     }
 }
 
+/// Subscriptions of one `/graphql/ws` connection take their starting snapshot one at a
+/// time, so a client opening many at once holds at most one database connection for it
+/// and other members' requests are not queued behind it.
+#[derive(Clone)]
+pub struct SnapshotPermits(pub std::sync::Arc<tokio::sync::Semaphore>);
+
+impl SnapshotPermits {
+    pub fn one_at_a_time() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(1)))
+    }
+}
+
 /// The root of subscriptions.
 pub struct Subscription;
 
@@ -193,35 +207,56 @@ impl Subscription {
         resume: Option<i64>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventPayload>>> {
         let member = actor(ctx)?.member_id;
-        let events = gql(EventStream::open(state(ctx), actor(ctx)?, resume).await)?;
+        // The `/graphql/ws` connection re-checks the token once for all its subscriptions.
+        let permit = match ctx.data_opt::<SnapshotPermits>() {
+            Some(permits) => Some(permits.0.clone().acquire_owned().await?),
+            None => None,
+        };
+        let events =
+            gql(EventStream::open(state(ctx), actor(ctx)?, resume).await)?.without_token_recheck();
+        drop(permit);
+        let resync = events
+            .resync_required
+            .then(|| Err(resync_required(events.start_seq)));
         let wanted = Wanted { types, context_id };
         // Pulled one event at a time: a subscriber that stops reading falls behind on the
         // bus and its stream ends, never holding anyone else up.
-        Ok(futures_util::stream::unfold(
-            Some((events, wanted)),
-            move |open| async move {
-                let (mut events, wanted) = open?;
-                loop {
-                    match events.next().await {
-                        Ok(event) if wanted.matches(&event) => {
-                            return Some((Ok(payload(&event, member)), Some((events, wanted))));
-                        }
-                        Ok(_) => continue,
-                        Err(end) => {
-                            let err = match end {
-                                StreamEnd::Lagged { last } => ServiceError::Gone(format!(
-                                    "The subscription fell behind; resubscribe with resume: {last}"
-                                )),
-                                StreamEnd::Unauthorized => ServiceError::unauthorized(
-                                    "The token was revoked or has expired",
-                                ),
-                                StreamEnd::Closed => return None,
-                            };
-                            return Some((gql(Err(err)), None));
-                        }
+        let live = futures_util::stream::unfold(Some((events, wanted)), move |open| async move {
+            let (mut events, wanted) = open?;
+            loop {
+                match events.next().await {
+                    Ok(event) if wanted.matches(&event) => {
+                        return Some((Ok(payload(&event, member)), Some((events, wanted))));
+                    }
+                    Ok(_) => continue,
+                    Err(end) => {
+                        let err = match end {
+                            StreamEnd::Lagged { last } => ServiceError::Gone(format!(
+                                "The subscription fell behind; resubscribe with resume: {last}"
+                            )),
+                            StreamEnd::Unauthorized => {
+                                ServiceError::unauthorized("The token was revoked or has expired")
+                            }
+                            StreamEnd::Closed => return None,
+                        };
+                        return Some((gql(Err(err)), None));
                     }
                 }
-            },
-        ))
+            }
+        });
+        Ok(futures_util::stream::iter(resync).chain(live))
     }
+}
+
+/// What `/api/events` sends as `{"type":"resync_required","seq"}`: the resume point is
+/// older than the retention window or past the newest event, so the client refetches;
+/// live events follow from `seq`.
+fn resync_required(seq: i64) -> async_graphql::Error {
+    async_graphql::Error::new(
+        "Events since the resume point are not available; refetch, then follow from seq",
+    )
+    .extend_with(|_, e| {
+        e.set("code", "RESYNC_REQUIRED");
+        e.set("seq", seq);
+    })
 }

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::error::ServiceError;
 use crate::events::ContextType;
+use crate::events::connections::{CLOSE_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS};
 use crate::events::stream::{EventStream, StreamEnd};
 use crate::service::presence::{self, SetPresence};
 use crate::service::{Actor, auth, typing};
@@ -87,6 +88,9 @@ pub async fn events(
         return ServiceError::validation("invalid query: resume must be a whole number")
             .into_response();
     };
+    if let Err(err) = crate::events::stream::check_resume(params.resume) {
+        return err.into_response();
+    }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(_) => {
@@ -131,6 +135,11 @@ async fn session(state: AppState, socket: WebSocket, actor: Option<Actor>, resum
         },
     };
     let member = actor.member_id;
+    let limit = state.config.ws_max_connections_per_member;
+    let Some(_slot) = state.connections.acquire(member, limit) else {
+        close(&mut sink, CLOSE_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS).await;
+        return;
+    };
     if let Err(err) = presence::connected(&state, member).await {
         tracing::warn!(error = %err, "presence update failed");
     }

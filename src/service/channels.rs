@@ -97,6 +97,9 @@ pub struct ChannelView {
     pub topic: Option<String>,
     pub visibility: Visibility,
     pub creator_id: Uuid,
+    #[graphql(
+        complexity = "crate::graphql::cost::list(crate::graphql::cost::UNPAGED_LIST, child_complexity)"
+    )]
     pub members: Vec<MemberEntry>,
     pub member_count: usize,
     pub pinned_message_ids: Vec<Uuid>,

@@ -46,6 +46,7 @@ pub struct DirectMessageView {
     pub sender_id: Uuid,
     pub recipient_id: Uuid,
     /// Base64 ECIES ciphertext for the reader's own public key.
+    #[graphql(complexity = "crate::graphql::cost::CONTENT")]
     pub encrypted_content: String,
     #[schema(example = "2026-03-13T10:00:00.000Z")]
     pub created_at: String,

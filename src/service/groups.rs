@@ -46,6 +46,9 @@ pub struct GroupView {
     pub id: Uuid,
     pub name: String,
     pub creator_id: Uuid,
+    #[graphql(
+        complexity = "crate::graphql::cost::list(crate::graphql::cost::UNPAGED_LIST, child_complexity)"
+    )]
     pub members: Vec<MemberEntry>,
     pub pinned_message_ids: Vec<Uuid>,
     pub created_at: String,

@@ -18,6 +18,7 @@ mod group_messages;
 mod group_roles;
 mod groups;
 mod hardening;
+mod hardening_gql;
 mod hardening_net;
 mod members;
 mod pagination;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use entity::{context, context_message, message_edit, reaction};
+use sea_orm::sea_query::{Expr, Order, Query, WindowStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -69,6 +70,7 @@ impl From<&reaction::Model> for ReactionView {
 #[graphql(name = "EditHistoryEntry")]
 pub struct EditView {
     /// Base64 `nonce || ciphertext || tag`, AAD = the message id.
+    #[graphql(complexity = "crate::graphql::cost::CONTENT")]
     pub content: String,
     pub key_epoch: i32,
     /// When this version was written.
@@ -87,14 +89,21 @@ pub struct MessageView {
     pub channel_id: Option<Uuid>,
     pub sender_id: Uuid,
     /// Base64 `nonce (12) || ciphertext || tag (16)`, AES-256-GCM, AAD = the message id.
+    #[graphql(complexity = "crate::graphql::cost::CONTENT")]
     pub encrypted_content: String,
     /// The key epoch that opens `encryptedContent` (see the `/keys` route).
     pub key_epoch: i32,
     pub created_at: String,
     pub edited_at: Option<String>,
     pub pinned: bool,
+    #[graphql(
+        complexity = "crate::graphql::cost::list(crate::graphql::cost::UNPAGED_LIST, child_complexity)"
+    )]
     pub reactions: Vec<ReactionView>,
-    /// Earlier versions, oldest first.
+    /// Earlier versions, oldest first: the newest 10 at most.
+    #[graphql(
+        complexity = "crate::graphql::cost::list(crate::service::contexts::messages::MAX_EDIT_HISTORY, child_complexity)"
+    )]
     pub edit_history: Vec<EditView>,
 }
 
@@ -288,7 +297,12 @@ async fn reactions_of(
     Ok(out)
 }
 
-/// Edit histories of several messages in one query, oldest version first.
+/// Most versions shown in a message's `editHistory` (REST and GraphQL): the newest ones,
+/// so that a page of messages cannot carry an unbounded number of edits.
+pub const MAX_EDIT_HISTORY: usize = 10;
+
+/// Edit histories of several messages in one query, oldest version first, each cut to its
+/// newest [`MAX_EDIT_HISTORY`] versions.
 async fn edits_of(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
@@ -297,8 +311,27 @@ async fn edits_of(
     if ids.is_empty() {
         return Ok(out);
     }
+    use sea_orm::sea_query::ExprTrait as _;
+    // Only the newest versions leave the database: rank each message's edits, newest first.
+    let ranked = Query::select()
+        .column(message_edit::Column::Id)
+        .expr_window_as(
+            Expr::cust("ROW_NUMBER()"),
+            WindowStatement::partition_by(message_edit::Column::MessageId)
+                .order_by(message_edit::Column::Id, Order::Desc)
+                .to_owned(),
+            "edit_rank",
+        )
+        .from(message_edit::Entity)
+        .and_where(message_edit::Column::MessageId.is_in(ids.to_vec()))
+        .to_owned();
+    let newest = Query::select()
+        .column("id")
+        .from_subquery(ranked, "ranked_edits")
+        .and_where(Expr::col("edit_rank").lte(MAX_EDIT_HISTORY as i64))
+        .to_owned();
     let rows = message_edit::Entity::find()
-        .filter(message_edit::Column::MessageId.is_in(ids.to_vec()))
+        .filter(message_edit::Column::Id.in_subquery(newest))
         .order_by_asc(message_edit::Column::Id)
         .all(db)
         .await?;

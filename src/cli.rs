@@ -1,4 +1,4 @@
-//! The command line: `brightchat [serve|migrate|schema|openapi]`.
+//! The command line: `brightchat [serve|migrate|schema|openapi|reindex]`.
 
 use std::process::ExitCode;
 
@@ -25,6 +25,14 @@ enum Command {
     Schema,
     /// Print the OpenAPI document.
     Openapi,
+    /// Rebuild the search index from the database (every channel, or one). Safe while the
+    /// server runs: with the embedded index, the running server does the work and this
+    /// command shows its progress.
+    Reindex {
+        /// Only this channel.
+        #[arg(long)]
+        channel: Option<uuid::Uuid>,
+    },
 }
 
 /// Runs the command line; the exit code says whether it went well.
@@ -43,6 +51,9 @@ pub fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => with_config(|config| async move { crate::serve(config).await }),
+        Command::Reindex { channel } => {
+            with_config(move |config| async move { reindex(config, channel).await })
+        }
         Command::Migrate => with_config(|config| async move {
             std::fs::create_dir_all(&config.data_dir)?;
             let db = crate::db::connect(&config).await?;
@@ -51,6 +62,69 @@ pub fn run() -> ExitCode {
             Ok(())
         }),
     }
+}
+
+/// `brightchat reindex`: rebuilds here, or asks the running server that holds the
+/// embedded index to, and shows a progress bar and the final count either way.
+async fn reindex(config: Config, channel: Option<uuid::Uuid>) -> anyhow::Result<()> {
+    use crate::search::indexer;
+    let bar = progress_bar();
+    match crate::search::open(&config).await {
+        Ok(index) => {
+            let state = crate::open_state_with(config, index).await?;
+            let index = state.search.index.clone();
+            let (count, _) = indexer::rebuild(&state, index.as_ref(), channel, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await?;
+            bar.finish_and_clear();
+            println!("reindexed {count} messages into the {} index", index.name());
+            Ok(())
+        }
+        Err(open_error) if config.meili_url.is_none() => {
+            // The embedded index takes one writer: a running server holds it.
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            let id = indexer::request_rebuild(&db, channel).await?;
+            eprintln!("the search index is in use by a running server; it rebuilds now");
+            let asked = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                match indexer::rebuild_progress(&db, id).await? {
+                    Some(progress) if progress.finished => {
+                        bar.finish_and_clear();
+                        if let Some(error) = progress.error {
+                            anyhow::bail!("the server's rebuild failed: {error}");
+                        }
+                        println!("reindexed {} messages into the embedded index", progress.done);
+                        return Ok(());
+                    }
+                    Some(progress) => {
+                        bar.set_length(progress.total);
+                        bar.set_position(progress.done);
+                    }
+                    None if asked.elapsed() > std::time::Duration::from_secs(30) => {
+                        anyhow::bail!(
+                            "no running server took up the rebuild, and the index cannot be opened here: {open_error}"
+                        );
+                    }
+                    None => {}
+                }
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} messages ({per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 fn with_config<F, Fut>(action: F) -> ExitCode

@@ -46,6 +46,8 @@ pub struct Config {
     pub meili_url: Option<String>,
     /// `BRIGHTCHAT_MEILI_KEY`.
     pub meili_key: Option<String>,
+    /// `BRIGHTCHAT_MEILI_INDEX`, default `brightchat_messages`: the Meilisearch index uid.
+    pub meili_index: String,
     /// `BRIGHTCHAT_REDIS_URL`; unset: in-process event fan-out.
     pub redis_url: Option<String>,
     /// `BRIGHTCHAT_SERVER_KEY`: the server's secp256k1 secret in hex; unset: key file.
@@ -102,6 +104,7 @@ impl Config {
             plugins_dir: PathBuf::from("./plugins"),
             meili_url: None,
             meili_key: None,
+            meili_index: "brightchat_messages".to_owned(),
             redis_url: None,
             server_key_hex: None,
             registration: Registration::Open,
@@ -163,6 +166,20 @@ impl Config {
             config.meili_url = Some(url);
         }
         config.meili_key = get("BRIGHTCHAT_MEILI_KEY");
+        if let Some(uid) = get("BRIGHTCHAT_MEILI_INDEX") {
+            let uid = uid.trim().to_owned();
+            if uid.len() > 400
+                || !uid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError {
+                    variable: "BRIGHTCHAT_MEILI_INDEX",
+                    problem: "must be 1 to 400 of a-z, A-Z, 0-9, - and _".into(),
+                });
+            }
+            config.meili_index = uid;
+        }
         if let Some(url) = get("BRIGHTCHAT_REDIS_URL") {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(ConfigError {
@@ -337,6 +354,7 @@ mod tests {
             ("BRIGHTCHAT_TOKEN_TTL_SECS", "-5"),
             ("BRIGHTCHAT_REDIS_URL", "http://x"),
             ("BRIGHTCHAT_MEILI_URL", "ftp://x"),
+            ("BRIGHTCHAT_MEILI_INDEX", "a b"),
             ("BRIGHTCHAT_LOG_FORMAT", "xml"),
             ("BRIGHTCHAT_EVENT_RETENTION_SECS", "1"),
             ("BRIGHTCHAT_IDLE_AFTER_SECS", "soon"),

@@ -34,12 +34,39 @@ pub struct App {
 /// Opens storage (creating the data dir, server key and SQLite file on first start), runs
 /// migrations, checks the server key against the database, and builds the router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
+    let state = open_state(config).await?;
+    events::outbox::spawn_relay(state.clone()).await?;
+    search::indexer::spawn(state.clone());
+    spawn_janitor(state.clone());
+    let router = rest::router(state.clone());
+    Ok(App { router, state })
+}
+
+/// Opens everything the server keeps (data dir, server key, database with migrations,
+/// search index) without serving or starting background work: what `build` and the
+/// maintenance commands (`reindex`) share.
+pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
+    ensure_data_dir(&config)?;
+    let index = search::open(&config).await?;
+    open_state_with(config, index).await
+}
+
+/// Creates the data dir on first start.
+fn ensure_data_dir(config: &Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).map_err(|err| {
         anyhow::anyhow!(
             "BRIGHTCHAT_DATA_DIR: cannot create {}: {err}",
             config.data_dir.display()
         )
-    })?;
+    })
+}
+
+/// [`open_state`] with a search index already opened.
+pub async fn open_state_with(
+    config: Config,
+    index: std::sync::Arc<dyn search::SearchIndex>,
+) -> anyhow::Result<AppState> {
+    ensure_data_dir(&config)?;
     let server_key = match &config.server_key_hex {
         Some(hex_key) => crypto::ServerKey::from_hex(hex_key).map_err(|_| {
             anyhow::anyhow!("BRIGHTCHAT_SERVER_KEY: not a valid secp256k1 secret key")
@@ -51,11 +78,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     })?;
     db::migrate(&db).await?;
     db::check_server_key(&db, &server_key).await?;
-    let state = AppState::new(config, db, server_key);
-    events::outbox::spawn_relay(state.clone()).await?;
-    spawn_janitor(state.clone());
-    let router = rest::router(state.clone());
-    Ok(App { router, state })
+    Ok(AppState::new(config, db, server_key, index))
 }
 
 /// Builds the application and serves it on the configured address until Ctrl-C/SIGTERM.

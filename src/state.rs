@@ -14,6 +14,7 @@ use crate::service::gates::Gates;
 use crate::service::keys::EpochKeyCache;
 use crate::service::pagination::CursorCodec;
 use crate::service::presence::Presence;
+use crate::search::{Search, SearchIndex};
 
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
@@ -33,10 +34,17 @@ pub struct Inner {
     pub gates: Gates,
     /// WebSocket connections open per member.
     pub connections: ConnectionCounter,
+    /// Channel search: the index and its indexer's state.
+    pub search: Search,
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Db, server_key: ServerKey) -> Self {
+    pub fn new(
+        config: Config,
+        db: Db,
+        server_key: ServerKey,
+        index: Arc<dyn SearchIndex>,
+    ) -> Self {
         let cursors = CursorCodec::new(server_key.derive("brightchat cursor v1"));
         let bus = std::sync::Arc::new(InProcessBus::new(config.ws_buffer));
         Self(Arc::new(Inner {
@@ -50,6 +58,7 @@ impl AppState {
             events: EventHub::new(bus),
             gates: Gates::default(),
             connections: ConnectionCounter::default(),
+            search: Search::new(index),
         }))
     }
 }

@@ -96,6 +96,7 @@ async fn insert(txn: &impl ConnectionTrait, first: i64, events: Vec<Event>) -> S
 pub async fn commit(state: &AppState, txn: sea_orm::DatabaseTransaction) -> ServiceResult<()> {
     txn.commit().await?;
     state.events.wake();
+    state.search.wake.notify_one();
     Ok(())
 }
 
@@ -190,14 +191,27 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
 }
 
 /// Deletes events older than the retention window.
+///
+/// Events this node's search indexer has not applied yet are kept for up to a day more,
+/// so a backend outage is caught up from the outbox rather than by a rebuild.
 pub async fn prune(state: &AppState) -> ServiceResult<()> {
-    let cutoff = now_ms() - state.config.event_retention.as_millis() as i64;
-    event::Entity::delete_many()
-        .filter(event::Column::CreatedAt.lt(cutoff))
-        .exec(&state.db.write)
-        .await?;
+    let now = now_ms();
+    let cutoff = now - state.config.event_retention.as_millis() as i64;
+    let mut query = event::Entity::delete_many().filter(event::Column::CreatedAt.lt(cutoff));
+    if now - cutoff < SEARCH_HOLD_MS {
+        let indexed = state.search.indexed().unwrap_or(0);
+        query = query.filter(
+            sea_orm::Condition::any()
+                .add(event::Column::Seq.lte(indexed))
+                .add(event::Column::CreatedAt.lt(now - SEARCH_HOLD_MS)),
+        );
+    }
+    query.exec(&state.db.write).await?;
     Ok(())
 }
+
+/// The longest the outbox keeps events for a search indexer that lags.
+const SEARCH_HOLD_MS: i64 = 24 * 3600 * 1000;
 
 /// Where a new subscription starts.
 pub struct Snapshot {

@@ -44,6 +44,7 @@ page_types! {
     MessagePage => MessageView,
     ChannelPage => crate::service::channels::ChannelSummary,
     EpochKeyPage => crate::service::keys::KeyView,
+    SearchHitPage => crate::service::search::SearchResult,
 }
 
 /// Loads members by id, one query per batch.

@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, Object};
 use uuid::Uuid;
 
 use super::object::{
-    ChannelPage, ConversationPage, DirectMessagePage, EpochKeyPage, GroupPage, MessagePage,
+    ChannelPage, ConversationPage, DirectMessagePage, EpochKeyPage, GroupPage, MessagePage, SearchHitPage,
 };
 use super::{actor, gql, state};
 use crate::service::channels::{self, ChannelView};
@@ -14,6 +14,7 @@ use crate::service::conversations;
 use crate::service::groups::{self, GroupView};
 use crate::service::members::{self, MemberView};
 use crate::service::pagination::PageParams;
+use crate::service::search;
 
 /// A group or a channel.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -128,6 +129,24 @@ impl Query {
         )
         .await)
         .map(Into::into)
+    }
+
+    /// Full-text search in a channel's messages, most relevant first: every word of
+    /// `query` (1..=200 characters) must occur. Same rules and page shape as REST.
+    async fn search_messages(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: Uuid,
+        query: String,
+        page: Option<PageParams>,
+    ) -> async_graphql::Result<SearchHitPage> {
+        let page = page.unwrap_or_default();
+        let params = search::SearchParams {
+            query: Some(query),
+            cursor: page.cursor,
+            limit: page.limit,
+        };
+        gql(search::search(state(ctx), actor(ctx)?, channel_id, &params).await).map(Into::into)
     }
 
     /// The epoch keys you hold in a group or channel, wrapped for your public key.

@@ -20,6 +20,7 @@ use crate::service::contexts::{
 };
 use crate::service::keys::KeyView;
 use crate::service::pagination::{Page, PageParams};
+use crate::service::search::{self, SearchParams, SearchResult};
 use crate::state::AppState;
 
 const C: Kind = Kind::Channel;
@@ -262,6 +263,29 @@ pub async fn history(
     Ok(Reply::ok(
         messages::history(&state, &actor, C, id, &params).await?,
         "Messages retrieved",
+    ))
+}
+
+/// Full-text search in a channel's messages, most relevant first (members only).
+#[utoipa::path(get, path = "/api/channels/{channelId}/messages/search", tag = "channels", security(("bearer" = [])),
+    params(("channelId" = Uuid, Path, description = "Channel id"), SearchParams),
+    responses(
+        (status = 200, description = "Search results", body = Envelope<Page<SearchResult>>),
+        (status = 400, description = "Missing, blank or over-long query; bad cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "Authentication required", body = ErrorEnvelope),
+        (status = 403, description = "Not a channel member", body = ErrorEnvelope),
+        (status = 404, description = "Channel not found", body = ErrorEnvelope),
+        (status = 503, description = "The search backend does not answer", body = ErrorEnvelope),
+    ))]
+pub async fn search(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(params): Query<SearchParams>,
+) -> Result<Reply<Page<SearchResult>>, ServiceError> {
+    Ok(Reply::ok(
+        search::search(&state, &actor, id, &params).await?,
+        "Search results",
     ))
 }
 

@@ -100,6 +100,7 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(channels::create_invite))
         .routes(routes!(channels::redeem))
         .routes(routes!(channels::send, channels::history))
+        .routes(routes!(channels::search))
         .routes(routes!(channels::edit, channels::delete_message))
         .routes(routes!(channels::assign_role))
         .routes(routes!(channels::react))

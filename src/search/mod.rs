@@ -15,7 +15,14 @@
 //! backend maps its score into `0..=1`, higher is better, and orders equal scores by
 //! message id, newest first.
 
+pub mod indexer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
 use async_trait::async_trait;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// A channel message on its way into an index. The text lives only in memory here.
@@ -95,4 +102,70 @@ pub trait SearchIndex: Send + Sync + 'static {
 
     /// Whether the backend answers now (for `/readyz`).
     async fn healthy(&self) -> bool;
+}
+
+/// Opens the configured backend: Meilisearch when `BRIGHTCHAT_MEILI_URL` is set, else the
+/// embedded index in `<data dir>/search`.
+pub async fn open(config: &crate::Config) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    match &config.meili_url {
+        Some(url) => {
+            let index =
+                meili::MeiliIndex::connect(url, config.meili_key.as_deref(), &config.meili_index)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("BRIGHTCHAT_MEILI_URL: {err}"))?;
+            Ok(Arc::new(index))
+        }
+        None => {
+            let dir = config.data_dir.join("search");
+            let index = embedded::EmbeddedIndex::open(&dir).map_err(|err| {
+                anyhow::anyhow!("the search index in {} cannot be opened: {err}", dir.display())
+            })?;
+            Ok(Arc::new(index))
+        }
+    }
+}
+
+/// A frozen, ordered result list: the pages of one search are slices of it, so paging
+/// never repeats or skips a hit however the index changes meanwhile.
+pub struct ResultSnapshot {
+    pub hits: Vec<SearchHit>,
+    pub made: Instant,
+}
+
+/// The node's search: its index, the indexer's wake-up and position, and recent result
+/// snapshots.
+pub struct Search {
+    pub index: Arc<dyn SearchIndex>,
+    /// Rung after every commit on this node, so the indexer follows within milliseconds.
+    pub wake: Notify,
+    /// The checkpoint the indexer last reached (-1 before its first catch-up).
+    indexed: AtomicI64,
+    /// Result snapshots by search scope and bound.
+    pub snapshots: quick_cache::sync::Cache<String, Arc<ResultSnapshot>>,
+}
+
+/// Result snapshots kept per node (each at most [`MAX_SNAPSHOT_HITS`] hits).
+const SNAPSHOT_CAPACITY: usize = 2_000;
+/// The most hits one search can page through.
+pub const MAX_SNAPSHOT_HITS: usize = 1_000;
+
+impl Search {
+    pub fn new(index: Arc<dyn SearchIndex>) -> Self {
+        Self {
+            index,
+            wake: Notify::new(),
+            indexed: AtomicI64::new(-1),
+            snapshots: quick_cache::sync::Cache::new(SNAPSHOT_CAPACITY),
+        }
+    }
+
+    /// Records how far the indexer got.
+    pub fn set_indexed(&self, checkpoint: i64) {
+        self.indexed.store(checkpoint, Ordering::Relaxed);
+    }
+
+    /// How far the indexer got, once it has caught up at least once.
+    pub fn indexed(&self) -> Option<i64> {
+        Some(self.indexed.load(Ordering::Relaxed)).filter(|c| *c >= 0)
+    }
 }

@@ -17,6 +17,7 @@ pub mod members;
 pub mod pagination;
 pub mod presence;
 pub mod roles;
+pub mod search;
 pub mod typing;
 pub mod validate;
 

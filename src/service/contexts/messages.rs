@@ -710,3 +710,35 @@ pub async fn pinned_ids(db: &impl ConnectionTrait, context_id: Uuid) -> ServiceR
         .map(|m| m.id)
         .collect())
 }
+
+/// Messages of one context by id, as history shows them (reactions, edit history), left
+/// out where gone or hidden from the reader (ids at or below `history_after`).
+pub async fn views_by_id(
+    state: &AppState,
+    kind: Kind,
+    context_id: Uuid,
+    ids: &[Uuid],
+    history_after: Option<Uuid>,
+) -> ServiceResult<HashMap<Uuid, MessageView>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut query = context_message::Entity::find()
+        .filter(context_message::Column::ContextId.eq(context_id))
+        .filter(context_message::Column::Id.is_in(ids.to_vec()));
+    if let Some(after) = history_after {
+        query = query.filter(context_message::Column::Id.gt(after));
+    }
+    let rows = query.all(&state.db.read).await?;
+    let found: Vec<Uuid> = rows.iter().map(|m| m.id).collect();
+    let mut reactions = reactions_of(&state.db.read, &found).await?;
+    let mut edits = edits_of(&state.db.read, &found).await?;
+    Ok(rows
+        .iter()
+        .map(|m| {
+            let r = reactions.remove(&m.id).unwrap_or_default();
+            let e = edits.remove(&m.id).unwrap_or_default();
+            (m.id, view(kind, m, r, e))
+        })
+        .collect())
+}

@@ -15,6 +15,10 @@
 //! backend maps its score into `0..=1`, higher is better, and orders equal scores by
 //! message id, newest first.
 
+#[doc(hidden)]
+pub mod conformance;
+pub mod embedded;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 

@@ -15,6 +15,9 @@
 //! backend maps its score into `0..=1`, higher is better, and orders equal scores by
 //! message id, newest first.
 
+#[doc(hidden)]
+pub mod conformance;
+pub mod embedded;
 pub mod indexer;
 
 use std::sync::Arc;

@@ -17,7 +17,7 @@ mod meta;
 mod query;
 mod settings;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -62,29 +62,36 @@ struct HitId {
 impl MeiliIndex {
     /// Connects to Meilisearch at `url` (with `key`, the master key or an admin key) and
     /// creates or updates the index `index_uid` and its `<index_uid>_meta` companion with
-    /// the settings this backend needs. Safe to run on every start, from every node.
+    /// the settings this backend needs ([`MeiliIndex::apply_settings`]). Safe to run on
+    /// every start, from every node.
     pub async fn connect(
         url: &str,
         key: Option<&str>,
         index_uid: &str,
     ) -> Result<Self, SearchError> {
+        let this = Self::new(url, key, index_uid)?;
+        this.apply_settings().await?;
+        Ok(this)
+    }
+
+    /// A handle on the index without a word to Meilisearch yet (for a server that starts
+    /// while Meilisearch is down: call [`MeiliIndex::apply_settings`] once it is back).
+    pub fn new(url: &str, key: Option<&str>, index_uid: &str) -> Result<Self, SearchError> {
         let client = Client::new(url.trim_end_matches('/'), key)
             .map_err(|e| SearchError::Internal(format!("meilisearch client: {e}")))?;
-        let this = MeiliIndex {
+        Ok(MeiliIndex {
             index: client.index(index_uid),
             meta: client.index(meta::meta_uid(index_uid)),
             client,
             pending: Mutex::new(Vec::new()),
             commit_timeout: DEFAULT_COMMIT_TIMEOUT,
-        };
-        settings::apply(
-            &this.client,
-            &this.index,
-            &this.meta,
-            DEFAULT_COMMIT_TIMEOUT,
-        )
-        .await?;
-        Ok(this)
+        })
+    }
+
+    /// Creates both indexes if needed and applies their settings, waiting for Meilisearch
+    /// to take them. Idempotent.
+    pub async fn apply_settings(&self) -> Result<(), SearchError> {
+        settings::apply(&self.client, &self.index, &self.meta, self.commit_timeout).await
     }
 
     /// Sets how long `commit` and `clear` wait for Meilisearch to process writes.

@@ -13,6 +13,8 @@
 //! [`commit`]: SearchIndex::commit
 
 mod calls;
+#[cfg(test)]
+mod load_test;
 mod meta;
 mod query;
 mod settings;

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use meilisearch_sdk::client::Client;
-use meilisearch_sdk::errors::{Error, ErrorType};
+use meilisearch_sdk::errors::{Error, ErrorCode, ErrorType};
 use meilisearch_sdk::tasks::{Task, TasksSearchQuery};
 use tokio::time::{Instant, sleep, timeout};
 
@@ -33,6 +33,21 @@ pub async fn call_within<T>(
         Err(_) => Err(SearchError::Unavailable(format!(
             "meilisearch did not answer within {} ms",
             limit.as_millis()
+        ))),
+    }
+}
+
+/// Like [`call`], but a missing index is `Ok(None)` rather than an error.
+pub async fn call_if_index_exists<T>(
+    request: impl Future<Output = Result<T, Error>>,
+) -> Result<Option<T>, SearchError> {
+    match timeout(REQUEST_TIMEOUT, request).await {
+        Ok(Ok(found)) => Ok(Some(found)),
+        Ok(Err(Error::Meilisearch(e))) if e.error_code == ErrorCode::IndexNotFound => Ok(None),
+        Ok(Err(e)) => Err(to_search_error(e)),
+        Err(_) => Err(SearchError::Unavailable(format!(
+            "meilisearch did not answer within {} ms",
+            REQUEST_TIMEOUT.as_millis()
         ))),
     }
 }

@@ -12,7 +12,7 @@ use meilisearch_sdk::settings::{
 use meilisearch_sdk::tasks::Task;
 
 use super::MAX_HITS;
-use super::calls::{call, first_failure, wait_for_tasks};
+use super::calls::{call, call_if_index_exists, first_failure, wait_for_tasks};
 use crate::search::SearchError;
 
 /// Relevance first (Meilisearch's default rules), then newest first: the trailing
@@ -68,11 +68,14 @@ pub async fn apply(
 ) -> Result<(), SearchError> {
     let mut tasks = Vec::new();
     for (target, settings) in [(index, message_settings()), (meta, meta_settings())] {
-        tasks.push(
-            call(client.create_index(&target.uid, Some("id")))
-                .await?
-                .task_uid,
-        );
+        match call_if_index_exists(client.get_index(&target.uid)).await? {
+            Some(found) => check_primary_key(&found)?,
+            None => tasks.push(
+                call(client.create_index(&target.uid, Some("id")))
+                    .await?
+                    .task_uid,
+            ),
+        }
         tasks.push(call(target.set_settings(&settings)).await?.task_uid);
     }
     tasks.push(
@@ -81,26 +84,27 @@ pub async fn apply(
             .task_uid,
     );
     let done = wait_for_tasks(client, &tasks, limit).await?;
+    // Another node may have created an index between our look and our creation.
     let refused: Vec<Task> = done
         .into_iter()
         .filter(|task| !already_exists(task))
         .collect();
-    first_failure(&refused)?;
-    for target in [index, meta] {
-        let found = call(client.get_index(&target.uid)).await?;
-        // `None` only for an index made elsewhere and still empty: the first upsert
-        // names the key.
-        if found.primary_key.as_deref().is_some_and(|key| key != "id") {
-            return Err(SearchError::Internal(format!(
-                "meilisearch index {} has primary key {:?}, expected \"id\"",
-                target.uid, found.primary_key
-            )));
-        }
-    }
-    Ok(())
+    first_failure(&refused)
 }
 
-/// An index creation refused because the index is there already (a restart).
+/// The messages are keyed by `id`. `None` is an index made elsewhere and still empty: the
+/// first upsert names the key.
+fn check_primary_key(found: &Index) -> Result<(), SearchError> {
+    match found.primary_key.as_deref() {
+        Some(key) if key != "id" => Err(SearchError::Internal(format!(
+            "meilisearch index {} has primary key {key:?}, expected \"id\"",
+            found.uid
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// An index creation refused because the index is there already.
 fn already_exists(task: &Task) -> bool {
     matches!(task, Task::Failed { content } if content.error.error_code == ErrorCode::IndexAlreadyExists)
 }

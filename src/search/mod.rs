@@ -28,6 +28,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub mod meili;
+
 /// A channel message on its way into an index. The text lives only in memory here.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexDoc {

@@ -97,7 +97,10 @@ async fn reindex(config: Config, channel: Option<uuid::Uuid>) -> anyhow::Result<
                         if let Some(error) = progress.error {
                             anyhow::bail!("the server's rebuild failed: {error}");
                         }
-                        println!("reindexed {} messages into the embedded index", progress.done);
+                        println!(
+                            "reindexed {} messages into the embedded index",
+                            progress.done
+                        );
                         return Ok(());
                     }
                     Some(progress) => {

@@ -34,7 +34,19 @@ pub struct App {
 /// Opens storage (creating the data dir, server key and SQLite file on first start), runs
 /// migrations, checks the server key against the database, and builds the router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    let state = open_state(config).await?;
+    start(open_state(config).await?).await
+}
+
+/// [`build`] with a search index of the caller's (tests use it to make a backend fail).
+pub async fn build_with_index(
+    config: Config,
+    index: std::sync::Arc<dyn search::SearchIndex>,
+) -> anyhow::Result<App> {
+    start(open_state_with(config, index).await?).await
+}
+
+/// Starts the background work (event relay, search indexer, upkeep) and the router.
+async fn start(state: AppState) -> anyhow::Result<App> {
     events::outbox::spawn_relay(state.clone()).await?;
     search::indexer::spawn(state.clone());
     spawn_janitor(state.clone());
@@ -46,19 +58,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 /// search index) without serving or starting background work: what `build` and the
 /// maintenance commands (`reindex`) share.
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
-    ensure_data_dir(&config)?;
+    let (db, server_key) = open_storage(&config).await?;
     let index = search::open(&config).await?;
-    open_state_with(config, index).await
-}
-
-/// Creates the data dir on first start.
-fn ensure_data_dir(config: &Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|err| {
-        anyhow::anyhow!(
-            "BRIGHTCHAT_DATA_DIR: cannot create {}: {err}",
-            config.data_dir.display()
-        )
-    })
+    Ok(AppState::new(config, db, server_key, index))
 }
 
 /// [`open_state`] with a search index already opened.
@@ -66,19 +68,30 @@ pub async fn open_state_with(
     config: Config,
     index: std::sync::Arc<dyn search::SearchIndex>,
 ) -> anyhow::Result<AppState> {
-    ensure_data_dir(&config)?;
+    let (db, server_key) = open_storage(&config).await?;
+    Ok(AppState::new(config, db, server_key, index))
+}
+
+/// The data dir, the server key and the database (migrated, and checked against the key).
+async fn open_storage(config: &Config) -> anyhow::Result<(db::Db, crypto::ServerKey)> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|err| {
+        anyhow::anyhow!(
+            "BRIGHTCHAT_DATA_DIR: cannot create {}: {err}",
+            config.data_dir.display()
+        )
+    })?;
     let server_key = match &config.server_key_hex {
         Some(hex_key) => crypto::ServerKey::from_hex(hex_key).map_err(|_| {
             anyhow::anyhow!("BRIGHTCHAT_SERVER_KEY: not a valid secp256k1 secret key")
         })?,
         None => crypto::ServerKey::load_or_create(&config.data_dir)?,
     };
-    let db = db::connect(&config).await.map_err(|err| {
+    let db = db::connect(config).await.map_err(|err| {
         anyhow::anyhow!("BRIGHTCHAT_DATABASE_URL: cannot open the database: {err}")
     })?;
     db::migrate(&db).await?;
     db::check_server_key(&db, &server_key).await?;
-    Ok(AppState::new(config, db, server_key, index))
+    Ok((db, server_key))
 }
 
 /// Builds the application and serves it on the configured address until Ctrl-C/SIGTERM.
@@ -99,12 +112,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 fn spawn_janitor(state: AppState) {
     let idle_tick =
         (state.config.idle_after / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
-    let presence_state = state.clone();
+    // Both end once the server is gone (see `WeakState`).
+    let weak = state.downgrade();
+    drop(state);
+    let presence = weak.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(idle_tick);
         loop {
             tick.tick().await;
-            if let Err(err) = service::presence::sweep_idle(&presence_state).await {
+            let Some(state) = presence.upgrade() else {
+                break;
+            };
+            if let Err(err) = service::presence::sweep_idle(&state).await {
                 tracing::warn!(error = %err, "marking idle members failed");
             }
         }
@@ -113,6 +132,9 @@ fn spawn_janitor(state: AppState) {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
+            let Some(state) = weak.upgrade() else {
+                break;
+            };
             if let Err(err) = events::outbox::prune(&state).await {
                 tracing::warn!(error = %err, "pruning old events failed");
             }

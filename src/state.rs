@@ -9,12 +9,12 @@ use crate::db::Db;
 use crate::events::InProcessBus;
 use crate::events::connections::ConnectionCounter;
 use crate::events::outbox::EventHub;
+use crate::search::{Search, SearchIndex};
 use crate::service::auth::TokenCache;
 use crate::service::gates::Gates;
 use crate::service::keys::EpochKeyCache;
 use crate::service::pagination::CursorCodec;
 use crate::service::presence::Presence;
-use crate::search::{Search, SearchIndex};
 
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
@@ -39,12 +39,7 @@ pub struct Inner {
 }
 
 impl AppState {
-    pub fn new(
-        config: Config,
-        db: Db,
-        server_key: ServerKey,
-        index: Arc<dyn SearchIndex>,
-    ) -> Self {
+    pub fn new(config: Config, db: Db, server_key: ServerKey, index: Arc<dyn SearchIndex>) -> Self {
         let cursors = CursorCodec::new(server_key.derive("brightchat cursor v1"));
         let bus = std::sync::Arc::new(InProcessBus::new(config.ws_buffer));
         Self(Arc::new(Inner {
@@ -60,6 +55,27 @@ impl AppState {
             connections: ConnectionCounter::default(),
             search: Search::new(index),
         }))
+    }
+}
+
+/// What background tasks hold: it does not keep the server alive. Once every server handle
+/// (router, `App`) is gone, the tasks end at their next turn and the storage they share
+/// (database pools, the search index's lock) is released, as a restart in the same process
+/// needs.
+#[derive(Clone)]
+pub struct WeakState(std::sync::Weak<Inner>);
+
+impl WeakState {
+    /// The state, while the server is alive.
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(AppState)
+    }
+}
+
+impl AppState {
+    /// A handle for background tasks (see [`WeakState`]).
+    pub fn downgrade(&self) -> WeakState {
+        WeakState(Arc::downgrade(&self.0))
     }
 }
 

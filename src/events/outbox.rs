@@ -154,8 +154,11 @@ async fn committed_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
 /// Starts the relay: publishes every row committed from now on, in order.
 pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
     let mut last = committed_seq(&state.db.read).await?;
+    let weak = state.downgrade();
+    drop(state);
     tokio::spawn(async move {
-        loop {
+        // Ends once the server is gone (see `WeakState`).
+        while let Some(state) = weak.upgrade() {
             tokio::select! {
                 () = state.events.wake.notified() => {},
                 () = tokio::time::sleep(POLL) => {},

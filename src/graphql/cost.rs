@@ -5,7 +5,8 @@
 //! [`CALL`] more. A list costs the number of items it may return times what is selected
 //! in each: a page its `limit` (50 when absent, as the service defaults it), a capped list
 //! its cap, an unpaged list [`UNPAGED_LIST`]. Ciphertext fields cost [`CONTENT`] (up to
-//! ~14 KB each). A mutation costs [`MUTATION`] on top of what it selects.
+//! ~14 KB each). A mutation costs [`MUTATION`] on top of what it selects; a search costs
+//! [`SEARCH`] on top of its page.
 
 use crate::service::pagination::{DEFAULT_LIMIT, PageParams};
 
@@ -18,6 +19,9 @@ pub const CALL: usize = 10;
 pub const MUTATION: usize = 50;
 /// A ciphertext field.
 pub const CONTENT: usize = 10;
+/// A search: one query to the index for a whole result snapshot (up to 1,000 hits), so
+/// a document holds at most a handful.
+pub const SEARCH: usize = 2_000;
 /// The assumed length of a list without a page (members, pins, reactions, participants).
 pub const UNPAGED_LIST: usize = 10;
 

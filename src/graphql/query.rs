@@ -4,7 +4,8 @@ use async_graphql::{Context, Enum, Object};
 use uuid::Uuid;
 
 use super::object::{
-    ChannelPage, ConversationPage, DirectMessagePage, EpochKeyPage, GroupPage, MessagePage, SearchHitPage,
+    ChannelPage, ConversationPage, DirectMessagePage, EpochKeyPage, GroupPage, MessagePage,
+    SearchHitPage,
 };
 use super::{actor, gql, state};
 use crate::service::channels::{self, ChannelView};
@@ -133,6 +134,9 @@ impl Query {
 
     /// Full-text search in a channel's messages, most relevant first: every word of
     /// `query` (1..=200 characters) must occur. Same rules and page shape as REST.
+    #[graphql(
+        complexity = "crate::graphql::cost::SEARCH + crate::graphql::cost::page(&page, child_complexity)"
+    )]
     async fn search_messages(
         &self,
         ctx: &Context<'_>,

@@ -21,7 +21,7 @@ pub async fn healthz() -> Reply<Health> {
     Reply::ok(Health { status: "ok" }, "Serving")
 }
 
-/// 200 only when the database (and other configured services) answer.
+/// 200 only when the database and the search backend answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Envelope<Health>),
@@ -32,6 +32,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Reply<Health>, Serv
         return Err(ServiceError::Unavailable(
             "The database does not answer".into(),
         ));
+    }
+    if !state.search.index.healthy().await {
+        return Err(ServiceError::Unavailable(format!(
+            "The search backend ({}) does not answer",
+            state.search.index.name()
+        )));
     }
     Ok(Reply::ok(Health { status: "ok" }, "Ready"))
 }

@@ -34,6 +34,8 @@ const BATCH: u64 = 1_000;
 const REBUILD_BATCH: u64 = 1_000;
 /// How often the indexer looks for events committed by other nodes.
 const POLL: Duration = Duration::from_millis(250);
+/// Turns of the indexer between looks for a `reindex` request (about 2 s when idle).
+const REQUEST_EVERY: u64 = 8;
 /// The longest back-off while the backend does not answer.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -60,16 +62,26 @@ pub struct CatchUp {
 /// Starts the indexer for this node. It also carries out rebuilds that
 /// `brightchat reindex` asks for while the server runs.
 pub fn spawn(state: AppState) {
+    let weak = state.downgrade();
+    drop(state);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
         // Requests made before this start were served by the command itself.
-        let mut served = latest_request(&state).await.ok().flatten().map(|r| r.id);
-        loop {
+        let mut served = match weak.upgrade() {
+            Some(state) => latest_request(&state).await.ok().flatten().map(|r| r.id),
+            None => return,
+        };
+        let mut turns: u64 = 0;
+        // Ends once the server is gone (see `WeakState`).
+        while let Some(state) = weak.upgrade() {
+            turns += 1;
             match catch_up(&state, state.search.index.as_ref()).await {
                 Ok(done) => {
                     state.search.set_indexed(done.checkpoint);
                     backoff = Duration::from_millis(250);
-                    if let Ok(Some(request)) = latest_request(&state).await
+                    // Look for a `reindex` request every few seconds.
+                    if turns.is_multiple_of(REQUEST_EVERY)
+                        && let Ok(Some(request)) = latest_request(&state).await
                         && served != Some(request.id)
                     {
                         served = Some(request.id);
@@ -82,6 +94,7 @@ pub fn spawn(state: AppState) {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, backend = state.search.index.name(), retry_in = ?backoff, "search indexing failed; will retry");
+                    drop(state);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -95,6 +108,9 @@ pub fn spawn(state: AppState) {
 pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<CatchUp, IndexError> {
     let mut done = CatchUp::default();
     let mut checkpoint = match index.checkpoint().await? {
+        // Where this node's indexer left off a moment ago: the outbox still holds what
+        // follows (pruning waits for it), no need to look for a gap.
+        Some(checkpoint) if state.search.indexed() == Some(checkpoint) => checkpoint,
         Some(checkpoint) if !gap_after(state, checkpoint).await? => checkpoint,
         _ => {
             let (messages, checkpoint) = rebuild(state, index, None, &|_, _| {}).await?;
@@ -296,7 +312,10 @@ pub async fn rebuild(
             if let Some(after) = after {
                 query = query.filter(context_message::Column::Id.gt(after));
             }
-            let rows = query.all(&state.db.read).await.map_err(ServiceError::from)?;
+            let rows = query
+                .all(&state.db.read)
+                .await
+                .map_err(ServiceError::from)?;
             let Some(last) = rows.last().map(|r| r.id) else {
                 break;
             };

@@ -19,6 +19,7 @@
 pub mod conformance;
 pub mod embedded;
 pub mod indexer;
+pub mod meili;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,8 +28,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 use uuid::Uuid;
-
-pub mod meili;
 
 /// A channel message on its way into an index. The text lives only in memory here.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,10 +121,23 @@ pub async fn open(config: &crate::Config) -> anyhow::Result<Arc<dyn SearchIndex>
         }
         None => {
             let dir = config.data_dir.join("search");
-            let index = embedded::EmbeddedIndex::open(&dir).map_err(|err| {
-                anyhow::anyhow!("the search index in {} cannot be opened: {err}", dir.display())
-            })?;
-            Ok(Arc::new(index))
+            // One process writes an embedded index. A server stopping in this process (or
+            // one just exiting) releases it within moments: wait a little for that.
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                match embedded::EmbeddedIndex::open(&dir) {
+                    Ok(index) => return Ok(Arc::new(index)),
+                    Err(err) if err.to_string().contains("Lock") && Instant::now() < deadline => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(err) => {
+                        anyhow::bail!(
+                            "the search index in {} cannot be opened (is another server using this data dir?): {err}",
+                            dir.display()
+                        )
+                    }
+                }
+            }
         }
     }
 }

@@ -206,17 +206,49 @@ impl TestServer {
         Self::serve(config, dir, Some(log)).await
     }
 
-    /// Another server on the same database and data dir, as after a restart.
+    /// A server whose search index is `index` (a backend the test controls).
+    pub async fn start_with_index(
+        adjust: impl FnOnce(&mut Config),
+        index: std::sync::Arc<dyn brightchat::search::SearchIndex>,
+    ) -> Self {
+        init_logging();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::with_data_dir(dir.path().join("data"));
+        if let Some(admin_url) = test_database_url() {
+            config.database_url = Some(fresh_postgres(&admin_url).await);
+        }
+        adjust(&mut config);
+        let app = brightchat::build_with_index(config.clone(), index)
+            .await
+            .expect("the app builds");
+        Self::serve_app(config, dir, None, app).await
+    }
+
+    /// Another node on the same database with the same server key, as after a restart: its
+    /// data dir (and so its embedded search index) is its own and starts empty.
     pub async fn restart(&self) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::serve(self.config.clone(), dir, None).await
+        let mut config = self.config.clone();
+        config.database_url = Some(self.config.effective_database_url());
+        config.server_key_hex = Some(hex::encode(self.state.server_key.secret_bytes()));
+        config.data_dir = dir.path().join("data");
+        Self::serve(config, dir, None).await
     }
 
     async fn serve(config: Config, dir: tempfile::TempDir, log: Option<tracing::Dispatch>) -> Self {
-        let data_dir = config.data_dir.clone();
         let app = brightchat::build(config.clone())
             .await
             .expect("the app builds");
+        Self::serve_app(config, dir, log, app).await
+    }
+
+    async fn serve_app(
+        config: Config,
+        dir: tempfile::TempDir,
+        log: Option<tracing::Dispatch>,
+        app: brightchat::App,
+    ) -> Self {
+        let data_dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -359,13 +359,21 @@ async fn the_database_holds_no_message_plaintext() {
 
     let needle = "zebra-moonlight-7731";
     if crate::common::test_database_url().is_none() {
-        // Every byte SQLite wrote: the main file and its write-ahead log.
+        // Every byte written to the data dir: SQLite's file, its write-ahead log, the
+        // search index.
         let mut found = false;
-        for entry in std::fs::read_dir(&server.data_dir).expect("data dir") {
-            let path = entry.expect("entry").path();
-            let bytes = std::fs::read(&path).expect("read");
-            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                found = true;
+        let mut dirs = vec![server.data_dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("data dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).expect("read");
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found = true;
+                }
             }
         }
         assert!(!found, "plaintext found in the data dir");

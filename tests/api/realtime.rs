@@ -566,6 +566,12 @@ async fn a_gap_older_than_retention_requires_a_resync() {
     drop(bob_ws);
     server.group_message(&ada, &group, "pruned away").await;
     tokio::time::sleep(Duration::from_millis(10)).await;
+    // The outbox keeps what the search indexer has not applied: let it catch up first.
+    let search = &server.state.search;
+    let done = brightchat::search::indexer::catch_up(&server.state, search.index.as_ref())
+        .await
+        .expect("indexing catches up");
+    search.set_indexed(done.checkpoint);
     brightchat::events::outbox::prune(&server.state)
         .await
         .expect("prune");

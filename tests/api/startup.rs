@@ -38,8 +38,9 @@ async fn a_different_server_key_is_refused() {
     let mut config = Config::with_data_dir(dir.path().join("data"));
     let server = crate::common::TestServer::start_with(|c| {
         c.server_key_hex = Some(hex::encode([0x11u8; 32]));
-        config.database_url = c.database_url.clone();
-        config.data_dir = c.data_dir.clone();
+        // Another node on the same database (with a data dir of its own: one embedded
+        // search index per process).
+        config.database_url = Some(c.effective_database_url());
     })
     .await;
     let ada = server.member("Ada").await;

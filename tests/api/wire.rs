@@ -166,6 +166,7 @@ async fn openapi_documents_every_route_with_schemas() {
         ),
         ("post", "/api/channels/{channelId}/messages", true),
         ("get", "/api/channels/{channelId}/messages", false),
+        ("get", "/api/channels/{channelId}/messages/search", false),
         (
             "put",
             "/api/channels/{channelId}/messages/{messageId}",

@@ -6,13 +6,14 @@
 //! so a deleted message is never returned even while the index lags, and each is shown as
 //! history shows it, encrypted for the reader, plus its `relevanceScore`.
 //!
-//! Paging: the first page fixes the result. It runs the query once for up to
+//! Paging: the first page fixes the result. It runs the query for up to
 //! [`MAX_SNAPSHOT_HITS`] hits over the messages that exist at that moment, keeps that
-//! ordered list on this node for [`SNAPSHOT_TTL`], and every page is a slice of it, so no
-//! hit is repeated or skipped however the index changes meanwhile. The cursor carries the
-//! bound (the newest message id at the first page) and the offset; should the snapshot be
-//! gone (expired, or the next page reached another node), the query runs again within the
-//! same bound.
+//! ordered list on this node for [`SNAPSHOT_TTL`] under a random nonce, and every further
+//! page is a slice of it, so no hit is repeated or skipped however the index changes
+//! meanwhile. The cursor carries the bound (the newest message id at the first page), the
+//! nonce and the offset; should the snapshot be gone (expired, or the next page reached
+//! another node), the query runs again within the same bound (best effort: the index may
+//! have changed). A first page always asks the index afresh.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,9 +107,23 @@ pub async fn search(
         direction: None,
     };
     let request = state.cursors.request(&scope, &page_params, false)?;
-    let (bound, offset) = match request.after {
-        Some(CursorKey { time, id }) => (Some(id), usize::try_from(time).unwrap_or(usize::MAX)),
-        None => (access.context.last_issued_id, 0),
+    // A cursor's `time` holds the snapshot's nonce (high 32 bits) and the offset (low).
+    let (bound, nonce, offset, fresh) = match request.after {
+        Some(CursorKey { time, id }) => {
+            let packed = time as u64;
+            (
+                Some(id),
+                (packed >> 32) as u32,
+                (packed & 0xFFFF_FFFF) as usize,
+                false,
+            )
+        }
+        None => (
+            access.context.last_issued_id,
+            u32::from_be_bytes(crate::crypto::random_bytes::<4>()),
+            0,
+            true,
+        ),
     };
     let Some(bound) = bound else {
         // No message was ever sent here.
@@ -118,7 +133,8 @@ pub async fn search(
             has_more: false,
         });
     };
-    let snapshot = snapshot(state, &scope, channel_id, &query, after_id, bound).await?;
+    let key = format!("{scope}:{bound}:{nonce}");
+    let snapshot = snapshot(state, &key, fresh, channel_id, &query, after_id, bound).await?;
     let limit = request.limit as usize;
     let end = offset.saturating_add(limit).min(snapshot.hits.len());
     let slice = snapshot.hits.get(offset..end).unwrap_or_default();
@@ -140,7 +156,7 @@ pub async fn search(
             &scope,
             super::pagination::Direction::Forward,
             CursorKey {
-                time: end as i64,
+                time: ((u64::from(nonce) << 32) | end as u64) as i64,
                 id: bound,
             },
         )
@@ -152,17 +168,19 @@ pub async fn search(
     })
 }
 
-/// The frozen result of this search: from this node's cache, or made now.
+/// The frozen result of this search: made now for a first page (`fresh`), else from this
+/// node's cache (made again, within the same bound, when it is gone).
 async fn snapshot(
     state: &AppState,
-    scope: &str,
+    key: &str,
+    fresh: bool,
     channel_id: Uuid,
     query: &str,
     after_id: Option<Uuid>,
     bound: Uuid,
 ) -> ServiceResult<Arc<ResultSnapshot>> {
-    let key = format!("{scope}:{bound}");
-    if let Some(snapshot) = state.search.snapshots.get(&key)
+    if !fresh
+        && let Some(snapshot) = state.search.snapshots.get(key)
         && snapshot.made.elapsed() < SNAPSHOT_TTL
     {
         return Ok(snapshot);
@@ -179,6 +197,9 @@ async fn snapshot(
         hits,
         made: Instant::now(),
     });
-    state.search.snapshots.insert(key, snapshot.clone());
+    state
+        .search
+        .snapshots
+        .insert(key.to_owned(), snapshot.clone());
     Ok(snapshot)
 }

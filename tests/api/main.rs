@@ -23,5 +23,6 @@ mod hardening_net;
 mod members;
 mod pagination;
 mod realtime;
+mod search;
 mod startup;
 mod wire;

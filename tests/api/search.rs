@@ -534,3 +534,69 @@ async fn a_backend_outage_answers_503_loses_nothing_and_catches_up() {
     search_until(&server, &c.bob, &c.id, "outage", 6).await;
     server.get("/readyz", None).await.data(200);
 }
+
+/// Runs `brightchat reindex` (the real binary) with these settings; returns stdout.
+async fn run_reindex(args: Vec<String>, envs: Vec<(&'static str, String)>) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_brightchat"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("BRIGHTCHAT_") {
+                command.env_remove(name);
+            }
+        }
+        command.arg("reindex").args(args).envs(envs).output()
+    })
+    .await
+    .expect("join")
+    .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "reindex failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_rebuilds_from_the_database_and_works_while_the_server_runs() {
+    let server = TestServer::start().await;
+    let c = channel(&server, true).await;
+    for text in ["first note", "second note", "third note"] {
+        server.channel_message(&c.ada, &c.id, text).await;
+    }
+    search_until(&server, &c.bob, &c.id, "note", 3).await;
+    let database = server.config.effective_database_url();
+
+    // Another data dir: the command opens an index of its own and rebuilds it.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let stdout = run_reindex(
+        Vec::new(),
+        vec![
+            (
+                "BRIGHTCHAT_DATA_DIR",
+                elsewhere.path().display().to_string(),
+            ),
+            ("BRIGHTCHAT_DATABASE_URL", database.clone()),
+            (
+                "BRIGHTCHAT_SERVER_KEY",
+                hex::encode(server.state.server_key.secret_bytes()),
+            ),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("reindexed 3 messages"), "{stdout}");
+
+    // The server's own data dir: the running server holds the index, rebuilds it when
+    // asked, and the command reports its count. One channel only, this time.
+    let stdout = run_reindex(
+        vec!["--channel".into(), c.id.clone()],
+        vec![
+            ("BRIGHTCHAT_DATA_DIR", server.data_dir.display().to_string()),
+            ("BRIGHTCHAT_DATABASE_URL", database),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("reindexed 3 messages"), "{stdout}");
+    search_until(&server, &c.bob, &c.id, "note", 3).await;
+}

@@ -115,6 +115,7 @@ async fn channel(server: &TestServer, history_visible: bool) -> Channel {
 #[tokio::test]
 async fn finds_by_relevance_and_shows_messages_as_history_does() {
     for (backend, adjust) in backends() {
+        eprintln!("backend: {backend}");
         let server = TestServer::start_with(adjust).await;
         let c = channel(&server, true).await;
         let best = server
@@ -173,6 +174,7 @@ async fn finds_by_relevance_and_shows_messages_as_history_does() {
 #[tokio::test]
 async fn edits_are_found_by_their_new_text_only_and_deletions_vanish() {
     for (backend, adjust) in backends() {
+        eprintln!("backend: {backend}");
         let server = TestServer::start_with(adjust).await;
         let c = channel(&server, true).await;
         let message = server
@@ -210,6 +212,7 @@ async fn edits_are_found_by_their_new_text_only_and_deletions_vanish() {
 #[tokio::test]
 async fn a_newcomer_does_not_find_history_hidden_from_it() {
     for (backend, adjust) in backends() {
+        eprintln!("backend: {backend}");
         let server = TestServer::start_with(adjust).await;
         let c = channel(&server, false).await;
         server
@@ -238,6 +241,7 @@ async fn a_newcomer_does_not_find_history_hidden_from_it() {
 #[tokio::test]
 async fn paging_25_hits_by_10_repeats_and_skips_nothing() {
     for (backend, adjust) in backends() {
+        eprintln!("backend: {backend}");
         let server = TestServer::start_with(adjust).await;
         let c = channel(&server, true).await;
         for n in 0..25 {

@@ -227,16 +227,28 @@ impl SearchIndex for MeiliIndex {
     }
 }
 
+/// Ranking rules that take part only in a search with query words (a placeholder search
+/// has none of them in its ranking details). `words` is left out with the `all` strategy.
+const QUERY_RULES: [&str; 7] = [
+    "words",
+    "typo",
+    "proximity",
+    "attribute",
+    "attributeRank",
+    "wordPosition",
+    "exactness",
+];
+
 /// Hits in the order the trait promises: score descending, then message id descending.
 /// Meilisearch already ranks equal relevance by id descending (the last ranking rules),
 /// this only settles hits whose scores are equal as `f32`. A search whose words the
-/// tokenizer all dropped runs as a placeholder search (every document, no `words`
-/// ranking detail): it has no hits.
+/// tokenizer all dropped runs as a placeholder search (every document, and none of the
+/// [`QUERY_RULES`] in the ranking details): it has no hits.
 fn hits_of(results: SearchResults<HitId>) -> Vec<SearchHit> {
     let placeholder = results.hits.iter().any(|hit| {
         hit.ranking_score_details
             .as_ref()
-            .is_none_or(|details| !details.contains_key("words"))
+            .is_none_or(|details| !QUERY_RULES.iter().any(|rule| details.contains_key(*rule)))
     });
     if placeholder {
         return Vec::new();

@@ -604,3 +604,22 @@ async fn reindex_rebuilds_from_the_database_and_works_while_the_server_runs() {
     assert!(stdout.contains("reindexed 3 messages"), "{stdout}");
     search_until(&server, &c.bob, &c.id, "note", 3).await;
 }
+
+/// The shared conformance suite, on every backend this run can reach.
+#[tokio::test]
+async fn every_backend_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded = EmbeddedIndex::open(&dir.path().join("search")).expect("embedded index");
+    brightchat::search::conformance::run(&embedded).await;
+    match std::env::var("BRIGHTCHAT_TEST_MEILI_URL") {
+        Ok(url) if !url.is_empty() => {
+            let key = std::env::var("BRIGHTCHAT_TEST_MEILI_KEY").ok();
+            let uid = format!("bct_{}", Uuid::new_v4().simple());
+            let meili = brightchat::search::meili::MeiliIndex::connect(&url, key.as_deref(), &uid)
+                .await
+                .expect("Meilisearch answers");
+            brightchat::search::conformance::run(&meili).await;
+        }
+        _ => eprintln!("meilisearch: skipped: BRIGHTCHAT_TEST_MEILI_URL is not set"),
+    }
+}

@@ -110,7 +110,11 @@ async fn ties_newest_first(suite: &Suite<'_>) {
     suite.index(&second).await;
     let hits = suite.search(request(channel, "twin")).await;
     let all: Vec<_> = first.iter().chain(second.iter()).collect();
-    assert_eq!(ids(&hits), newest_first(&all), "identical texts: newest first");
+    assert_eq!(
+        ids(&hits),
+        newest_first(&all),
+        "identical texts: newest first"
+    );
     assert!(
         hits.windows(2).all(|w| w[0].score == w[1].score),
         "identical texts score the same: {hits:?}"
@@ -230,7 +234,10 @@ async fn hostile_queries(suite: &Suite<'_>) {
         mixed.as_str(),
     ];
     for query in hostile {
-        assert!(query.chars().count() <= 200, "the suite's own query is too long");
+        assert!(
+            query.chars().count() <= 200,
+            "the suite's own query is too long"
+        );
         let _ = suite.search(request(channel, query)).await;
     }
     for query in ["!!! ... ???", "()", "\"\"", "-", "   "] {

@@ -173,5 +173,9 @@ fn check_general_rules(request: &SearchRequest, hits: &[SearchHit]) {
     let mut seen: Vec<Uuid> = ids(hits);
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen.len(), hits.len(), "search {q:?}: a message id came twice");
+    assert_eq!(
+        seen.len(),
+        hits.len(),
+        "search {q:?}: a message id came twice"
+    );
 }

@@ -58,7 +58,10 @@ async fn upsert_replaces(suite: &Suite<'_>) {
         .await
         .unwrap_or_else(|e| panic!("upsert failed: {e}"));
     suite.commit().await;
-    assert!(suite.ids(channel, "draft").await.is_empty(), "last upsert wins");
+    assert!(
+        suite.ids(channel, "draft").await.is_empty(),
+        "last upsert wins"
+    );
     assert_eq!(suite.ids(channel, "omega").await, vec![original.message_id]);
 }
 
@@ -86,7 +89,9 @@ async fn delete_messages(suite: &Suite<'_>) {
 /// Deleting a channel removes its messages and no other channel's.
 async fn delete_channel(suite: &Suite<'_>) {
     let (gone, kept) = (Uuid::new_v4(), Uuid::new_v4());
-    let doomed: Vec<_> = (0..3).map(|_| suite.doc(gone, "channel farewell")).collect();
+    let doomed: Vec<_> = (0..3)
+        .map(|_| suite.doc(gone, "channel farewell"))
+        .collect();
     let survivor = suite.doc(kept, "channel farewell");
     let mut all = doomed.clone();
     all.push(survivor.clone());

@@ -46,10 +46,8 @@ pub(crate) fn build_schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let id = builder.add_bytes_field(ID_FIELD, BytesOptions::default().set_indexed().set_fast());
     let channel = builder.add_bytes_field("channel", BytesOptions::default().set_indexed());
-    let sender = builder.add_bytes_field(
-        "sender",
-        BytesOptions::default().set_indexed().set_fast(),
-    );
+    let sender =
+        builder.add_bytes_field("sender", BytesOptions::default().set_indexed().set_fast());
     let created_at = builder.add_i64_field("created_at", FAST);
     let text_indexing = TextFieldIndexing::default()
         .set_tokenizer(ANALYZER)

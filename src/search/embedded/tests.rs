@@ -162,5 +162,9 @@ async fn odd_limits_and_accents() {
     assert!(none.is_empty(), "limit 0 has no hit");
     let long = format!("cafe {}", "x".repeat(60));
     let found = index.search(&ask(&long, 5)).await.expect("a long word");
-    assert_eq!(found.len(), 1, "words over 40 bytes are not indexed, nor searched");
+    assert_eq!(
+        found.len(),
+        1,
+        "words over 40 bytes are not indexed, nor searched"
+    );
 }

@@ -10,7 +10,9 @@
 //!     cargo bench --bench search                 # 100,000 messages, 1,000 queries
 //!     SEARCH_BENCH_MESSAGES=20000 SEARCH_BENCH_QUERIES=200 cargo bench --bench search
 //!
-//! The embedded index is built in a temporary directory. It sends no network traffic.
+//! The embedded index is built in a temporary directory, then again in memory (set
+//! `SEARCH_BENCH_SKIP_MEMORY` to skip that run): the difference is what the disk costs, as
+//! each commit waits for its fsync. It sends no network traffic.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -204,6 +206,14 @@ async fn main() {
         "embedded: index directory {:.1} MiB",
         dir_size(&path) as f64 / (1024.0 * 1024.0)
     );
+    drop(index);
+
+    // The same in memory: the difference is what the disk (each commit's fsync) costs.
+    if std::env::var_os("SEARCH_BENCH_SKIP_MEMORY").is_none() {
+        println!("embedded, in memory (no disk):");
+        let index = EmbeddedIndex::in_memory().expect("an in-memory index");
+        bench(&index, messages, queries).await;
+    }
 
     if std::env::var_os("BRIGHTCHAT_BENCH_MEILI_URL").is_some() {
         println!("meilisearch: not measured by this build");

@@ -104,7 +104,7 @@ pub async fn wait_for_tasks(
             )));
         }
         sleep(interval).await;
-        interval = (interval * 2).min(Duration::from_millis(200));
+        interval = (interval * 2).min(Duration::from_millis(50));
     }
     Ok(finished)
 }

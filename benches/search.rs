@@ -12,7 +12,9 @@
 //!
 //! The embedded index is built in a temporary directory, then again in memory (set
 //! `SEARCH_BENCH_SKIP_MEMORY` to skip that run): the difference is what the disk costs, as
-//! each commit waits for its fsync. It sends no network traffic.
+//! each commit waits for its fsync. With `BRIGHTCHAT_BENCH_MEILI_URL` (and
+//! `BRIGHTCHAT_BENCH_MEILI_KEY`) the same load runs against that Meilisearch too, in a
+//! fresh index; otherwise nothing leaves the machine's loopback.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -215,7 +217,17 @@ async fn main() {
         bench(&index, messages, queries).await;
     }
 
-    if std::env::var_os("BRIGHTCHAT_BENCH_MEILI_URL").is_some() {
-        println!("meilisearch: not measured by this build");
+    // Meilisearch, when one is given: a fresh index, deleted afterwards by hand if wanted.
+    match std::env::var("BRIGHTCHAT_BENCH_MEILI_URL") {
+        Ok(url) if !url.is_empty() => {
+            let key = std::env::var("BRIGHTCHAT_BENCH_MEILI_KEY").ok();
+            let uid = format!("bench_{}", Uuid::new_v4().simple());
+            println!("meilisearch: index {uid} at {url}");
+            let index = brightchat::search::meili::MeiliIndex::connect(&url, key.as_deref(), &uid)
+                .await
+                .expect("Meilisearch answers");
+            bench(&index, messages, queries).await;
+        }
+        _ => println!("meilisearch: skipped (set BRIGHTCHAT_BENCH_MEILI_URL to measure it)"),
     }
 }

@@ -1,5 +1,6 @@
 //! sea-orm entities, one module a table. Times are milliseconds since the Unix epoch.
 
+pub mod audit_entry;
 pub mod auth_challenge;
 pub mod auth_token;
 pub mod block;

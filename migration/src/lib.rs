@@ -6,6 +6,7 @@ mod m20261129_000001_members_and_dms;
 mod m20261129_000002_contexts;
 mod m20261129_000003_events;
 mod m20261201_000004_mutes_and_promotions;
+mod m20261201_000005_audit_log;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_contexts::Migration),
             Box::new(m20261129_000003_events::Migration),
             Box::new(m20261201_000004_mutes_and_promotions::Migration),
+            Box::new(m20261201_000005_audit_log::Migration),
         ]
     }
 }

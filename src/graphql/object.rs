@@ -44,6 +44,7 @@ page_types! {
     MessagePage => MessageView,
     ChannelPage => crate::service::channels::ChannelSummary,
     EpochKeyPage => crate::service::keys::KeyView,
+    AuditPage => crate::service::audit::AuditView,
     SearchHitPage => crate::service::search::SearchResult,
 }
 

@@ -4,8 +4,8 @@ use async_graphql::{Context, Enum, Object};
 use uuid::Uuid;
 
 use super::object::{
-    ChannelPage, ConversationPage, DirectMessagePage, EpochKeyPage, GroupPage, MessagePage,
-    SearchHitPage,
+    AuditPage, ChannelPage, ConversationPage, DirectMessagePage, EpochKeyPage, GroupPage,
+    MessagePage, SearchHitPage,
 };
 use super::{actor, gql, state};
 use crate::service::channels::{self, ChannelView};
@@ -151,6 +151,26 @@ impl Query {
             limit: page.limit,
         };
         gql(search::search(state(ctx), actor(ctx)?, channel_id, &params).await).map(Into::into)
+    }
+
+    /// The moderation audit log of a group or channel, newest first (owners and admins).
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        kind: ContextKind,
+        context_id: Uuid,
+        page: Option<PageParams>,
+    ) -> async_graphql::Result<AuditPage> {
+        gql(crate::service::audit::list(
+            state(ctx),
+            actor(ctx)?,
+            kind.into(),
+            context_id,
+            &page.unwrap_or_default(),
+        )
+        .await)
+        .map(Into::into)
     }
 
     /// The epoch keys you hold in a group or channel, wrapped for your public key.

@@ -7,6 +7,7 @@ use super::envelope::{Envelope, Reply};
 use super::extract::{Json, OptionalJson, Path, Query};
 use crate::error::{ErrorEnvelope, ServiceError};
 use crate::service::Actor;
+use crate::service::audit::{self, AuditView};
 use crate::service::channels::{
     self, ChannelSettings, ChannelSummary, ChannelView, CreateChannel, CreateInvite, InviteView,
     Joined, Kicked, Redeemed, UpdateChannel,
@@ -494,5 +495,27 @@ pub async fn keys(
     Ok(Reply::ok(
         contexts::keys(&state, &actor, C, id, &params).await?,
         "Keys listed",
+    ))
+}
+
+/// The moderation audit log, newest first (owners and admins).
+#[utoipa::path(get, path = "/api/channels/{channelId}/audit", tag = "channels", security(("bearer" = [])),
+    params(("channelId" = Uuid, Path, description = "Channel id"), PageParams),
+    responses(
+        (status = 200, description = "Audit log", body = Envelope<Page<AuditView>>),
+        (status = 400, description = "Bad cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "Authentication required", body = ErrorEnvelope),
+        (status = 403, description = "Not an owner or admin of this channel", body = ErrorEnvelope),
+        (status = 404, description = "Channel not found", body = ErrorEnvelope),
+    ))]
+pub async fn audit_log(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(params): Query<PageParams>,
+) -> Result<Reply<Page<AuditView>>, ServiceError> {
+    Ok(Reply::ok(
+        audit::list(&state, &actor, C, id, &params).await?,
+        "Audit log",
     ))
 }

@@ -7,6 +7,7 @@ use super::envelope::{Envelope, Reply};
 use super::extract::{Json, Path, Query};
 use crate::error::{ErrorEnvelope, ServiceError};
 use crate::service::Actor;
+use crate::service::audit::{self, AuditView};
 use crate::service::contexts::messages::{
     self, ContentRequest, Deleted, MessageView, Pinned, ReactionRequest, ReactionView, Removed,
     Unpinned,
@@ -413,5 +414,27 @@ pub async fn promote(
     Ok(Reply::ok(
         groups::promote(&state, &actor, id, input).await?,
         "Conversation promoted to group",
+    ))
+}
+
+/// The moderation audit log, newest first (owners and admins).
+#[utoipa::path(get, path = "/api/groups/{groupId}/audit", tag = "groups", security(("bearer" = [])),
+    params(("groupId" = Uuid, Path, description = "Group id"), PageParams),
+    responses(
+        (status = 200, description = "Audit log", body = Envelope<Page<AuditView>>),
+        (status = 400, description = "Bad cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "Authentication required", body = ErrorEnvelope),
+        (status = 403, description = "Not an owner or admin of this group", body = ErrorEnvelope),
+        (status = 404, description = "Group not found", body = ErrorEnvelope),
+    ))]
+pub async fn audit_log(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(params): Query<PageParams>,
+) -> Result<Reply<Page<AuditView>>, ServiceError> {
+    Ok(Reply::ok(
+        audit::list(&state, &actor, G, id, &params).await?,
+        "Audit log",
     ))
 }

@@ -92,6 +92,7 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(groups::pin, groups::unpin))
         .routes(routes!(groups::mute, groups::unmute))
         .routes(routes!(groups::keys))
+        .routes(routes!(groups::audit_log))
         .routes(routes!(channels::create, channels::list))
         .routes(routes!(channels::get, channels::update, channels::delete))
         .routes(routes!(channels::join))
@@ -107,7 +108,8 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(channels::unreact))
         .routes(routes!(channels::pin, channels::unpin))
         .routes(routes!(channels::mute, channels::unmute))
-        .routes(routes!(channels::keys));
+        .routes(routes!(channels::keys))
+        .routes(routes!(channels::audit_log));
     (public, protected)
 }
 

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::contexts::{self, Departure, Kind, MemberEntry, access_to, lock_context, messages};
 use super::pagination::{CursorKey, Page, PageParams};
 use super::roles::{Permission, Role};
-use super::{Actor, unique_violation_or, validate};
+use super::{Actor, audit, unique_violation_or, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
@@ -387,6 +387,16 @@ pub async fn update(
         .exec(&txn)
         .await
         .map_err(|err| unique_violation_or(err, name_taken()))?;
+    audit::record(
+        &txn,
+        C,
+        id,
+        audit::Action::SettingsChange,
+        actor.member_id,
+        None,
+        None,
+    )
+    .await?;
     let settings = ChannelSettings {
         id,
         name: channel.name,
@@ -535,6 +545,16 @@ pub async fn kick(
     let access = access_to(&txn, channel, actor.member_id).await?;
     access.require(Permission::KickMembers)?;
     let row = contexts::target_below(&txn, &access, target).await?;
+    audit::record(
+        &txn,
+        C,
+        id,
+        audit::Action::Kick,
+        actor.member_id,
+        Some(target),
+        None,
+    )
+    .await?;
     let mut events = Vec::new();
     let outcome = contexts::depart(
         state,
@@ -621,6 +641,16 @@ pub async fn create_invite(
     })
     .exec_without_returning(&txn)
     .await?;
+    audit::record(
+        &txn,
+        C,
+        id,
+        audit::Action::InviteCreate,
+        actor.member_id,
+        None,
+        None,
+    )
+    .await?;
     txn.commit().await?;
     Ok(InviteView {
         token,
@@ -686,6 +716,16 @@ pub async fn redeem(
     if counted.rows_affected != 1 {
         return Err(ServiceError::Gone("Invite expired or fully used".into()));
     }
+    audit::record(
+        &txn,
+        C,
+        id,
+        audit::Action::InviteRedeem,
+        actor.member_id,
+        Some(actor.member_id),
+        None,
+    )
+    .await?;
     let mut events = Vec::new();
     admit_self(state, &txn, &channel, actor, now, &mut events).await?;
     outbox::record(&txn, events).await?;

@@ -354,6 +354,16 @@ pub async fn remove_member(
     let access = access_to(&txn, group, actor.member_id).await?;
     access.require(Permission::ManageMembers)?;
     let row = contexts::target_below(&txn, &access, target).await?;
+    super::audit::record(
+        &txn,
+        Kind::Group,
+        id,
+        super::audit::Action::Remove,
+        actor.member_id,
+        Some(target),
+        None,
+    )
+    .await?;
     let mut events = Vec::new();
     contexts::depart(
         state,

@@ -5,6 +5,7 @@
 //! action needs a signed-in member, and its input; it returns a
 //! [`ServiceResult`](crate::error::ServiceResult).
 
+pub mod audit;
 pub mod auth;
 pub mod channels;
 pub mod contexts;

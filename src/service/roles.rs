@@ -39,6 +39,8 @@ pub enum Permission {
     PinMessages,
     MuteMembers,
     KickMembers,
+    /// Reading the moderation audit log (owners and admins, CONTRACT.md "audit log").
+    ReadAudit,
 }
 
 use Permission::*;
@@ -62,6 +64,7 @@ const ADMIN: &[Permission] = &[
     PinMessages,
     MuteMembers,
     KickMembers,
+    ReadAudit,
 ];
 const OWNER: &[Permission] = &[
     SendMessages,
@@ -74,6 +77,7 @@ const OWNER: &[Permission] = &[
     PinMessages,
     MuteMembers,
     KickMembers,
+    ReadAudit,
 ];
 
 impl Role {
@@ -135,6 +139,7 @@ impl Permission {
             PinMessages => "PIN_MESSAGES",
             MuteMembers => "MUTE_MEMBERS",
             KickMembers => "KICK_MEMBERS",
+            ReadAudit => "READ_AUDIT",
         }
     }
 }

@@ -167,6 +167,8 @@ async fn openapi_documents_every_route_with_schemas() {
         ("post", "/api/channels/{channelId}/messages", true),
         ("get", "/api/channels/{channelId}/messages", false),
         ("get", "/api/channels/{channelId}/messages/search", false),
+        ("get", "/api/channels/{channelId}/audit", false),
+        ("get", "/api/groups/{groupId}/audit", false),
         (
             "put",
             "/api/channels/{channelId}/messages/{messageId}",

@@ -463,6 +463,18 @@ pub async fn delete(
     if removed.rows_affected == 0 {
         return Err(ServiceError::not_found("Message not found"));
     }
+    if message.sender_id != actor.member_id {
+        crate::service::audit::record(
+            &txn,
+            kind,
+            context_id,
+            crate::service::audit::Action::MessageDelete,
+            actor.member_id,
+            Some(message.sender_id),
+            None,
+        )
+        .await?;
+    }
     let newest = context_message::Entity::find()
         .filter(context_message::Column::ContextId.eq(context_id))
         .order_by_desc(context_message::Column::Id)

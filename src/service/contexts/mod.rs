@@ -596,6 +596,20 @@ async fn set_mute(
         .filter(context_member::Column::MemberId.eq(target))
         .exec(&txn)
         .await?;
+    super::audit::record(
+        &txn,
+        kind,
+        context_id,
+        if until.is_some() {
+            super::audit::Action::Mute
+        } else {
+            super::audit::Action::Unmute
+        },
+        actor.member_id,
+        Some(target),
+        until.map(|until| format!("until {}", rfc3339(until))),
+    )
+    .await?;
     // The standing record, which outlives the membership row (see `standing_mutes`).
     match until {
         Some(until) => {
@@ -750,6 +764,16 @@ pub async fn assign_role(
         ));
     }
     set_role(&txn, id, target, input.role).await?;
+    super::audit::record(
+        &txn,
+        kind,
+        id,
+        super::audit::Action::RoleChange,
+        actor.member_id,
+        Some(target),
+        Some(format!("role {}", input.role.as_str())),
+    )
+    .await?;
     events.push(Event::for_context(
         EventType::RoleChanged,
         ctx_type,

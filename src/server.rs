@@ -179,9 +179,14 @@ impl Connection {
             .serve_connection(TokioIo::new(self.stream), TowerToHyperService::new(service))
             .with_upgrades();
         let mut conn = pin!(conn);
-        let mut closing = false;
+        // Once a graceful close has begun, the connection gets this long to finish the
+        // response in flight; a client that never reads it (a stalled write, so no
+        // activity) must not keep its socket and its connection slot for ever.
+        let mut closing_deadline: Option<Instant> = None;
         loop {
             let idle_at = activity.last() + self.idle_timeout;
+            let closing = closing_deadline.is_some();
+            let hard_stop = closing_deadline.unwrap_or_else(Instant::now);
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(err) = result {
@@ -191,14 +196,18 @@ impl Connection {
                 }
                 _ = self.stop.changed(), if !closing => {
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    closing_deadline = Some(Instant::now() + self.idle_timeout);
                 }
                 () = tokio::time::sleep_until(idle_at.into()), if !closing => {
                     if activity.last().elapsed() >= self.idle_timeout {
                         tracing::debug!(%peer, "closing an idle connection");
                         conn.as_mut().graceful_shutdown();
-                        closing = true;
+                        closing_deadline = Some(Instant::now() + self.idle_timeout);
                     }
+                }
+                () = tokio::time::sleep_until(hard_stop.into()), if closing => {
+                    tracing::debug!(%peer, "dropping a connection that did not finish closing");
+                    break;
                 }
             }
         }

@@ -66,6 +66,15 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Mutes running at the upgrade become standing mutes too.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "INSERT INTO context_mutes (context_id, member_id, muted_until) \
+                 SELECT context_id, member_id, muted_until FROM context_members \
+                 WHERE muted_until IS NOT NULL",
+            )
+            .await?;
         manager
             .create_index(
                 Index::create()

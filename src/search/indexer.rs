@@ -108,9 +108,6 @@ pub fn spawn(state: AppState) {
 pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<CatchUp, IndexError> {
     let mut done = CatchUp::default();
     let mut checkpoint = match index.checkpoint().await? {
-        // Where this node's indexer left off a moment ago: the outbox still holds what
-        // follows (pruning waits for it), no need to look for a gap.
-        Some(checkpoint) if state.search.indexed() == Some(checkpoint) => checkpoint,
         Some(checkpoint) if !gap_after(state, checkpoint).await? => checkpoint,
         _ => {
             let (messages, checkpoint) = rebuild(state, index, None, &|_, _| {}).await?;
@@ -129,6 +126,14 @@ pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<Catch
         let Some(last) = rows.last().map(|row| row.seq) else {
             break;
         };
+        // Sequences have no holes but pruned ones: a hole means events were lost to this
+        // index, so it is rebuilt rather than left silently behind.
+        if rows.first().is_some_and(|row| row.seq != checkpoint + 1) {
+            let (messages, rebuilt_at) = rebuild(state, index, None, &|_, _| {}).await?;
+            done.rebuilt += messages;
+            checkpoint = rebuilt_at;
+            continue;
+        }
         let full = rows.len() as u64 == BATCH;
         let events: Vec<Event> = rows
             .into_iter()
@@ -176,6 +181,7 @@ async fn apply(
     let mut touched: Vec<Uuid> = Vec::new();
     let mut seen = HashSet::new();
     let mut deleted: Vec<Uuid> = Vec::new();
+    let mut departures: HashSet<Uuid> = HashSet::new();
     for event in events
         .iter()
         .filter(|e| e.context_type == ContextType::Channel)
@@ -189,6 +195,10 @@ async fn apply(
                 }
             }
             EventType::MessageDeleted => deleted.extend(message_id(event)),
+            EventType::MemberLeft | EventType::MemberKicked => {
+                // The last member leaving deletes the channel (its messages go by cascade).
+                departures.insert(event.context_id);
+            }
             EventType::ChannelDeleted => {
                 // Flush what came before, so an earlier send cannot come back after this.
                 flush(state, index, &mut touched, &mut deleted).await?;
@@ -198,7 +208,24 @@ async fn apply(
             _ => {}
         }
     }
-    flush(state, index, &mut touched, &mut deleted).await
+    flush(state, index, &mut touched, &mut deleted).await?;
+    if !departures.is_empty() {
+        let ids: Vec<Uuid> = departures.into_iter().collect();
+        let remaining: HashSet<Uuid> = context::Entity::find()
+            .select_only()
+            .column(context::Column::Id)
+            .filter(context::Column::Id.is_in(ids.clone()))
+            .into_tuple::<Uuid>()
+            .all(&state.db.read)
+            .await
+            .map_err(ServiceError::from)?
+            .into_iter()
+            .collect();
+        for gone in ids.into_iter().filter(|id| !remaining.contains(id)) {
+            index.delete_channel(gone).await?;
+        }
+    }
+    Ok(())
 }
 
 fn message_id(event: &Event) -> Option<Uuid> {

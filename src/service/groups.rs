@@ -504,6 +504,34 @@ pub async fn promote(
         .await?
         .ok_or_else(|| ServiceError::not_found("Conversation not found"))?;
     already_promoted(&txn, conversation_id).await?;
+    // The history as it is now, under the lock: messages deleted while the copies were
+    // decrypted stay deleted, and ones sent meanwhile are decrypted here.
+    let current = dm_message::Entity::find()
+        .filter(dm_message::Column::ConversationId.eq(conversation_id))
+        .order_by_asc(dm_message::Column::Id)
+        .all(&txn)
+        .await?;
+    let mut decrypted: HashMap<Uuid, Vec<u8>> = plain.into_iter().map(|(m, p)| (m.id, p)).collect();
+    let late: Vec<dm_message::Model> = current
+        .iter()
+        .filter(|m| !decrypted.contains_key(&m.id))
+        .cloned()
+        .collect();
+    if !late.is_empty() {
+        let late_plain = tokio::task::spawn_blocking(move || {
+            late.into_iter()
+                .map(|m| crypto::ecies_decrypt(&secret, &m.ciphertext_server).map(|p| (m.id, p)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(ServiceError::internal)?
+        .map_err(ServiceError::internal)?;
+        decrypted.extend(late_plain);
+    }
+    let plain: Vec<(dm_message::Model, Vec<u8>)> = current
+        .into_iter()
+        .filter_map(|m| decrypted.remove(&m.id).map(|p| (m, p)))
+        .collect();
     let group = insert_group(
         &txn,
         name.clone(),

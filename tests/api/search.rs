@@ -623,3 +623,46 @@ async fn every_backend_passes_the_conformance_suite() {
         _ => eprintln!("meilisearch: skipped: BRIGHTCHAT_TEST_MEILI_URL is not set"),
     }
 }
+
+/// The last member leaving deletes the channel; its messages leave the index too.
+#[tokio::test]
+async fn a_channel_deleted_by_its_last_departure_leaves_the_index() {
+    let server = TestServer::start().await;
+    let ada = server.member("Ada").await;
+    let id = server.channel(&ada, "solo", "public", true).await;
+    server.channel_message(&ada, &id, "farewell note").await;
+    search_until(&server, &ada, &id, "farewell", 1).await;
+    server
+        .post(
+            &format!("/api/channels/{id}/leave"),
+            Some(&ada.token),
+            json!({}),
+        )
+        .await
+        .data(200);
+    let request = SearchRequest {
+        channel_id: id.parse().expect("uuid"),
+        query: "farewell".into(),
+        after_id: None,
+        until_id: None,
+        limit: 10,
+    };
+    let started = Instant::now();
+    loop {
+        let hits = server
+            .state
+            .search
+            .index
+            .search(&request)
+            .await
+            .expect("search");
+        if hits.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the deleted channel's messages are still indexed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

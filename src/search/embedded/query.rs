@@ -91,16 +91,28 @@ pub(crate) fn run(
     let top = searcher
         .search(&query, &collector)
         .map_err(|e| SearchError::Internal(format!("embedded search: {e}")))?;
+    // BM25 uses statistics of the whole index (how many messages hold a word, in every
+    // channel, hidden history and not-yet-merged deletions included), so its raw value
+    // would let a searcher estimate how often a word occurs where it may not look. The
+    // score shown is therefore the hit's dense rank within this result, `1 / (1 + rank)`:
+    // equal BM25 scores share a rank, the order is BM25's, the number is not.
     let mut hits = Vec::with_capacity(top.len());
+    let mut rank = 0u32;
+    let mut previous: Option<f32> = None;
     for ((score, id_bytes), _address) in top {
         let Some(message_id) = id_bytes.and_then(|bytes| Uuid::from_slice(&bytes).ok()) else {
             return Err(SearchError::Internal(
                 "embedded search: a document without a valid message id".into(),
             ));
         };
+        let score = normalise(score);
+        if previous.is_some_and(|p| p != score) {
+            rank += 1;
+        }
+        previous = Some(score);
         hits.push(SearchHit {
             message_id,
-            score: normalise(score),
+            score: 1.0 / (1.0 + rank as f32),
         });
     }
     Ok(hits)

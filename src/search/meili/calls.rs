@@ -52,12 +52,13 @@ pub async fn call_if_index_exists<T>(
     }
 }
 
-/// Network failures, time-outs and 5xx answers are `Unavailable`; a refused request
+/// Network failures, time-outs, 429 and 5xx answers are `Unavailable`; a refused request
 /// (bad key, bad setting, bad filter) is `Internal`.
 pub fn to_search_error(error: Error) -> SearchError {
     match &error {
         Error::HttpError(_) | Error::Timeout => SearchError::Unavailable(error.to_string()),
-        Error::MeilisearchCommunication(e) if e.status_code >= 500 => {
+        // 429 (too many requests) and 5xx: the server is there but cannot take it now.
+        Error::MeilisearchCommunication(e) if e.status_code >= 500 || e.status_code == 429 => {
             SearchError::Unavailable(error.to_string())
         }
         Error::Meilisearch(e) if e.error_type == ErrorType::Internal => {

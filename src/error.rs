@@ -168,20 +168,26 @@ impl From<sea_orm::DbErr> for ServiceError {
 }
 
 /// Whether a database error means "too busy now" rather than a fault: no pooled connection
-/// within the acquire time-out, a lock wait over `lock_timeout`, a serialisation failure or
+/// within the acquire time-out (or the connection to the database was lost), a lock wait over `lock_timeout`, a serialisation failure or
 /// a deadlock victim (PostgreSQL), or a busy/locked database (SQLite). Those become 503
 /// with `Retry-After`, never 500.
 pub fn is_overload(err: &sea_orm::DbErr) -> bool {
     use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
     let sqlx = match err {
-        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => return true,
+        // No connection to be had (time-out, or the database went away): try again later.
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed) => {
+            return true;
+        }
         DbErr::Conn(RuntimeErr::SqlxError(e))
         | DbErr::Exec(RuntimeErr::SqlxError(e))
         | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
         _ => return false,
     };
     match &**sqlx {
-        sea_orm::sqlx::Error::PoolTimedOut => true,
+        sea_orm::sqlx::Error::PoolTimedOut
+        | sea_orm::sqlx::Error::PoolClosed
+        | sea_orm::sqlx::Error::Io(_)
+        | sea_orm::sqlx::Error::WorkerCrashed => true,
         sea_orm::sqlx::Error::Database(db) => matches!(
             db.code().as_deref(),
             // PostgreSQL: lock_not_available, serialization_failure, deadlock_detected,

@@ -666,3 +666,31 @@ async fn a_channel_deleted_by_its_last_departure_leaves_the_index() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Events lost to the index (pruned by another node while this one's backend was down)
+/// make the indexer rebuild: nothing sent meanwhile stays unsearchable.
+#[tokio::test]
+async fn events_pruned_while_the_backend_was_down_are_recovered_by_a_rebuild() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let index = Arc::new(Flaky {
+        inner: EmbeddedIndex::in_memory().expect("index"),
+        down: AtomicBool::new(false),
+    });
+    let server = TestServer::start_with_index(|_| {}, index.clone()).await;
+    let c = channel(&server, true).await;
+    server.channel_message(&c.ada, &c.id, "kept before").await;
+    search_until(&server, &c.bob, &c.id, "kept", 1).await;
+    let indexed = server.state.search.indexed().expect("caught up once");
+
+    index.down.store(true, Ordering::SeqCst);
+    server.channel_message(&c.ada, &c.id, "kept during").await;
+    server.channel_message(&c.ada, &c.id, "kept again").await;
+    // Another node's pruning removes the events this node has not indexed.
+    entity::event::Entity::delete_many()
+        .filter(entity::event::Column::Seq.gt(indexed))
+        .exec(&server.state.db.write)
+        .await
+        .expect("prune");
+    index.down.store(false, Ordering::SeqCst);
+    search_until(&server, &c.bob, &c.id, "kept", 3).await;
+}

@@ -355,6 +355,10 @@ pub async fn update(
     if let Some(topic) = &input.topic {
         validate::topic(topic)?;
     }
+    let changes_something = input.name.is_some()
+        || input.topic.is_some()
+        || input.visibility.is_some()
+        || input.history_visible_to_new_members.is_some();
     let (_gate, txn) = contexts::begin(state, id).await?;
     let channel = lock_context(&txn, C, id).await?;
     let access = access_to(&txn, channel, actor.member_id).await?;
@@ -387,16 +391,18 @@ pub async fn update(
         .exec(&txn)
         .await
         .map_err(|err| unique_violation_or(err, name_taken()))?;
-    audit::record(
-        &txn,
-        C,
-        id,
-        audit::Action::SettingsChange,
-        actor.member_id,
-        None,
-        None,
-    )
-    .await?;
+    if changes_something {
+        audit::record(
+            &txn,
+            C,
+            id,
+            audit::Action::SettingsChange,
+            actor.member_id,
+            None,
+            None,
+        )
+        .await?;
+    }
     let settings = ChannelSettings {
         id,
         name: channel.name,

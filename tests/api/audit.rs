@@ -73,6 +73,11 @@ async fn moderation_actions_are_audited_and_only_owners_and_admins_read_them() {
         .put(&base, Some(&ada.token), json!({"topic": "Moderated talk"}))
         .await
         .data(200);
+    // An update that changes nothing is no moderation action.
+    server
+        .put(&base, Some(&ada.token), json!({}))
+        .await
+        .data(200);
     server
         .post(
             &format!("{base}/kick/{}", dan.id),

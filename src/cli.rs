@@ -1,4 +1,4 @@
-//! The command line: `brightchat [serve|migrate|schema|openapi|reindex]`.
+//! The command line: `brightchat [serve|migrate|schema|openapi|reindex|plugins]`.
 
 use std::process::ExitCode;
 
@@ -33,6 +33,35 @@ enum Command {
         #[arg(long)]
         channel: Option<uuid::Uuid>,
     },
+    /// Tools for moderation plugin authors (see docs/plugins.md).
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Compile every plugin in DIR (default: BRIGHTCHAT_PLUGINS_DIR or ./plugins) and its
+    /// settings; print file:line:column: message for each error; exit 1 on any.
+    Check { dir: Option<std::path::PathBuf> },
+    /// Run one hook of one plugin on a sample ctx with the real sandbox, and print the
+    /// decision, actions, state changes and log. Touches no database.
+    Run {
+        /// The plugin file (`plugins/NAME.rhai`); its `NAME.toml` is read too.
+        file: std::path::PathBuf,
+        /// The hook: `on_message`, or just `message`.
+        hook: String,
+        /// A JSON file with the sample ctx: actor, target, context, params, now_ms.
+        #[arg(long)]
+        ctx: std::path::PathBuf,
+        /// A JSON object of state keys to start from.
+        #[arg(long)]
+        state: Option<std::path::PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the command line; the exit code says whether it went well.
@@ -54,6 +83,21 @@ pub fn run() -> ExitCode {
         Command::Reindex { channel } => {
             with_config(move |config| async move { reindex(config, channel).await })
         }
+        Command::Plugins { command } => match command {
+            PluginsCommand::Check { dir } => {
+                let dir = dir
+                    .or_else(|| std::env::var_os("BRIGHTCHAT_PLUGINS_DIR").map(Into::into))
+                    .unwrap_or_else(|| "plugins".into());
+                crate::plugins::cli::check(&dir)
+            }
+            PluginsCommand::Run {
+                file,
+                hook,
+                ctx,
+                state,
+                json,
+            } => crate::plugins::cli::run(&file, &hook, &ctx, state.as_deref(), json),
+        },
         Command::Migrate => with_config(|config| async move {
             std::fs::create_dir_all(&config.data_dir)?;
             let db = crate::db::connect(&config).await?;

@@ -72,6 +72,9 @@ pub struct Config {
     /// channel to be free (in-process, then the row lock on PostgreSQL) before it answers
     /// 503 with `Retry-After`.
     pub lock_wait: Duration,
+    /// `BRIGHTCHAT_PLUGIN_BUDGET_MS`, default 100: the wall-clock budget of one plugin hook
+    /// call; a call over it is stopped and fails closed.
+    pub plugin_budget: Duration,
     /// `BRIGHTCHAT_DB_POOL`, default 16: PostgreSQL connections in each of the two pools
     /// (writes, reads), per node.
     pub db_pool: u32,
@@ -115,6 +118,7 @@ impl Config {
             ws_buffer: 1024,
             ws_send_timeout: Duration::from_secs(10),
             lock_wait: Duration::from_secs(5),
+            plugin_budget: Duration::from_millis(100),
             db_pool: 16,
             header_read_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(10),
@@ -234,6 +238,9 @@ impl Config {
         }
         if let Some(ms) = number(&get, "BRIGHTCHAT_LOCK_WAIT_MS", 100, 60_000)? {
             config.lock_wait = Duration::from_millis(ms);
+        }
+        if let Some(ms) = number(&get, "BRIGHTCHAT_PLUGIN_BUDGET_MS", 1, 10_000)? {
+            config.plugin_budget = Duration::from_millis(ms);
         }
         if let Some(n) = number(&get, "BRIGHTCHAT_DB_POOL", 2, 1_000)? {
             config.db_pool = n as u32;

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod graphql;
+pub mod plugins;
 pub mod rest;
 pub mod search;
 pub mod server;
@@ -49,6 +50,7 @@ pub async fn build_with_index(
 async fn start(state: AppState) -> anyhow::Result<App> {
     events::outbox::spawn_relay(state.clone()).await?;
     search::indexer::spawn(state.clone());
+    plugins::watch::spawn(&state.plugins.registry);
     spawn_janitor(state.clone());
     let router = rest::router(state.clone());
     Ok(App { router, state })
@@ -143,6 +145,9 @@ fn spawn_janitor(state: AppState) {
             }
             if let Err(err) = service::contexts::prune_expired_mutes(&state).await {
                 tracing::warn!(error = %err, "pruning expired mutes failed");
+            }
+            if let Err(err) = plugins::DbStateStore::prune(&state.db.write, time::now_ms()).await {
+                tracing::warn!(error = %err, "pruning expired plugin state failed");
             }
         }
     });

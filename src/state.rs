@@ -36,12 +36,26 @@ pub struct Inner {
     pub connections: ConnectionCounter,
     /// Channel search: the index and its indexer's state.
     pub search: Search,
+    /// Moderation plugins.
+    pub plugins: crate::plugins::Plugins,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db, server_key: ServerKey, index: Arc<dyn SearchIndex>) -> Self {
         let cursors = CursorCodec::new(server_key.derive("brightchat cursor v1"));
         let bus = std::sync::Arc::new(InProcessBus::new(config.ws_buffer));
+        let registry = Arc::new(crate::plugins::Registry::new(
+            config.plugins_dir.clone(),
+            crate::plugins::Limits {
+                budget: config.plugin_budget,
+                ..crate::plugins::Limits::default()
+            },
+        ));
+        registry.reload();
+        let plugins = crate::plugins::Plugins::new(
+            registry,
+            Arc::new(crate::plugins::DbStateStore::new(db.write.clone())),
+        );
         Self(Arc::new(Inner {
             config,
             db,
@@ -54,6 +68,7 @@ impl AppState {
             gates: Gates::default(),
             connections: ConnectionCounter::default(),
             search: Search::new(index),
+            plugins,
         }))
     }
 }

@@ -27,6 +27,13 @@ pub struct Model {
     pub topic: Option<String>,
     pub visibility: Option<String>,
     pub history_visible: bool,
+    /// A moderation lock: joins and invite redemptions are refused until then.
+    pub locked_until: Option<i64>,
+    pub lock_reason: Option<String>,
+    /// Slow mode: members below moderator send at most one message per this many seconds,
+    /// until `slow_mode_until`.
+    pub slow_mode_secs: Option<i32>,
+    pub slow_mode_until: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,5 +17,6 @@ pub mod invite;
 pub mod member;
 pub mod member_key;
 pub mod message_edit;
+pub mod plugin_state;
 pub mod reaction;
 pub mod server_meta;

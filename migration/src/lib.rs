@@ -7,6 +7,7 @@ mod m20261129_000002_contexts;
 mod m20261129_000003_events;
 mod m20261201_000004_mutes_and_promotions;
 mod m20261201_000005_audit_log;
+mod m20261201_000006_plugins;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_events::Migration),
             Box::new(m20261201_000004_mutes_and_promotions::Migration),
             Box::new(m20261201_000005_audit_log::Migration),
+            Box::new(m20261201_000006_plugins::Migration),
         ]
     }
 }

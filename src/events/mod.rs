@@ -179,6 +179,10 @@ pub struct Event {
     /// A member who does not receive this event (the one typing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<Uuid>,
+    /// Made by a moderation plugin's action: `on_event` hooks do not see it, so plugins
+    /// never call each other in a loop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_plugin: bool,
     /// The shared wire frame, serialised once for every connection.
     #[serde(skip)]
     frame: OnceLock<Arc<str>>,
@@ -200,6 +204,7 @@ impl Clone for Event {
             message_id: self.message_id,
             left: self.left.clone(),
             exclude: self.exclude,
+            from_plugin: self.from_plugin,
             frame: OnceLock::new(),
         }
     }
@@ -278,8 +283,15 @@ impl Event {
             message_id: None,
             left: Vec::new(),
             exclude: None,
+            from_plugin: false,
             frame: OnceLock::new(),
         }
+    }
+
+    /// Marks an event made by a plugin's action (see [`Event::from_plugin`]).
+    pub fn by_plugin(mut self) -> Self {
+        self.from_plugin = true;
+        self
     }
 
     /// Members who join with this event.

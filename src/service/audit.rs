@@ -4,7 +4,8 @@
 //! exists exactly when the action happened: mute, unmute, kick, remove, role change,
 //! invite created or redeemed, settings changed, and a message deleted by someone other
 //! than its sender. Owners and admins read it, newest first, paginated like every list.
-//! Plugin decisions (`denied`, `modified`, `simulated`) will be recorded here too.
+//! Plugin decisions (`denied`, `modified`, `simulated`) and plugins' own actions are
+//! recorded here too (see [`record_entries`]).
 
 use entity::audit_entry;
 use sea_orm::{
@@ -50,6 +51,47 @@ impl Action {
             Action::MessageDelete => "message_delete",
         }
     }
+}
+
+/// One audit line to write.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub kind: Kind,
+    pub context_id: Uuid,
+    /// One of the contract's actions (`mute`, `message`, `alert`…).
+    pub action: &'static str,
+    /// `None` for a plugin's own action.
+    pub actor: Option<Uuid>,
+    pub target: Option<Uuid>,
+    /// `allowed`, `denied`, `modified` or `simulated`.
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+    pub plugin: Option<String>,
+}
+
+/// Writes audit lines (plugin decisions and actions), on their own or inside the caller's
+/// transaction.
+pub async fn record_entries(db: &impl ConnectionTrait, entries: Vec<Entry>) -> ServiceResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let rows = entries.into_iter().map(|entry| audit_entry::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        context_id: Set(entry.context_id),
+        context_type: Set(entry.kind.as_str().to_owned()),
+        action: Set(entry.action.to_owned()),
+        actor_id: Set(entry.actor),
+        target_id: Set(entry.target),
+        outcome: Set(entry.outcome.to_owned()),
+        reason: Set(entry.reason),
+        plugin: Set(entry.plugin),
+        created_at: Set(now),
+    });
+    audit_entry::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }
 
 /// Records an action that was carried out (`outcome` = `allowed`), inside the caller's

@@ -199,6 +199,10 @@ pub async fn create(
         topic: input.topic.clone(),
         visibility: Some(input.visibility.as_str().to_owned()),
         history_visible: input.history_visible_to_new_members.unwrap_or(true),
+        locked_until: None,
+        lock_reason: None,
+        slow_mode_secs: None,
+        slow_mode_until: None,
     };
     let txn = state.db.write.begin().await?;
     context::Entity::insert(context::ActiveModel {
@@ -216,6 +220,7 @@ pub async fn create(
         topic: Set(model.topic.clone()),
         visibility: Set(model.visibility.clone()),
         history_visible: Set(model.history_visible),
+        ..Default::default()
     })
     .exec_without_returning(&txn)
     .await

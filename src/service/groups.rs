@@ -121,6 +121,10 @@ async fn insert_group(
         topic: None,
         visibility: None,
         history_visible: true,
+        locked_until: None,
+        lock_reason: None,
+        slow_mode_secs: None,
+        slow_mode_until: None,
     };
     context::Entity::insert(context::ActiveModel {
         id: Set(model.id),
@@ -137,6 +141,7 @@ async fn insert_group(
         topic: Set(None),
         visibility: Set(None),
         history_visible: Set(true),
+        ..Default::default()
     })
     .exec_without_returning(txn)
     .await?;

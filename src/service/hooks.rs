@@ -1,0 +1,355 @@
+//! Where the service layer meets the moderation plugins: building a hook's `ctx` (with the
+//! facts plugins get without queries of their own), asking the plugins before an action,
+//! and afterwards recording their decisions and running the actions they asked for.
+//!
+//! Every service function that a hook covers follows one shape, whichever API called it:
+//!
+//! ```text
+//! let pending = hooks::before(state, Hook::Mute, scope, params).await?; // 403 on a deny
+//! let result = do_the_action(..., pending.verdict.int("duration_ms")...).await;
+//! hooks::after(state, pending).await;  // audit decisions, run actions
+//! result
+//! ```
+//!
+//! `before` runs before any gate or row lock is taken, so a slow plugin holds up nothing
+//! but its own request.
+
+use entity::{context, context_member, context_message, dm_message, member};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::contexts::Kind;
+use crate::error::{ServiceError, ServiceResult};
+use crate::plugins::{ContextFacts, Hook, HookCall, MemberFacts, QueuedAction, Verdict};
+use crate::state::AppState;
+use crate::time::now_ms;
+
+/// Where a hook runs and who is involved.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// The group or channel (`None` in a conversation or for a profile change).
+    pub context: Option<(Kind, Uuid)>,
+    /// A conversation's id.
+    pub conversation: Option<Uuid>,
+    pub actor: Option<Uuid>,
+    pub target: Option<Uuid>,
+}
+
+impl Scope {
+    /// A hook in a group or channel.
+    pub fn context(kind: Kind, id: Uuid, actor: Uuid, target: Option<Uuid>) -> Self {
+        Self {
+            context: Some((kind, id)),
+            conversation: None,
+            actor: Some(actor),
+            target,
+        }
+    }
+}
+
+/// The plugins' verdict on a hook call, to settle with [`after`].
+#[derive(Debug)]
+pub struct Pending {
+    pub scope: Scope,
+    pub hook: Hook,
+    pub verdict: Verdict,
+}
+
+impl Pending {
+    /// Nothing to do (no plugin defines the hook).
+    fn none(scope: Scope, hook: Hook) -> Self {
+        Self {
+            scope,
+            hook,
+            verdict: Verdict::default(),
+        }
+    }
+}
+
+/// Asks the plugins about an action before it happens. A deny is recorded, its actions
+/// run, and it comes back as 403 `FORBIDDEN` with the reason and `details.plugin`.
+/// `params` are the request's fields in snake_case.
+pub async fn before(
+    state: &AppState,
+    hook: Hook,
+    scope: Scope,
+    params: Map<String, Value>,
+) -> ServiceResult<Pending> {
+    if !state.plugins.wants(hook) {
+        return Ok(Pending::none(scope, hook));
+    }
+    let call = build_call(state, hook, &scope, params).await?;
+    let verdict = state.plugins.decide(call).await;
+    let pending = Pending {
+        scope,
+        hook,
+        verdict,
+    };
+    if let Some(denial) = pending.verdict.denied.clone() {
+        after(state, pending).await;
+        let mut details = Map::new();
+        details.insert("plugin".into(), Value::String(denial.plugin));
+        return Err(ServiceError::Forbidden {
+            message: denial.reason,
+            details: Some(details),
+        });
+    }
+    Ok(pending)
+}
+
+/// After the hook's own action has committed or been refused: records the plugins'
+/// decisions in the audit log and runs the actions they asked for. Never fails the
+/// request: problems are logged.
+pub async fn after(state: &AppState, pending: Pending) {
+    let Pending {
+        scope,
+        hook,
+        verdict,
+    } = pending;
+    if verdict.decisions.is_empty() && verdict.actions.is_empty() {
+        return;
+    }
+    if let Err(err) = record_decisions(state, &scope, hook, &verdict).await {
+        tracing::warn!(error = %err, "recording plugin decisions failed");
+    }
+    if !verdict.actions.is_empty() {
+        super::moderation::run_actions(state, &scope, verdict.actions).await;
+    }
+}
+
+/// `on_event`: runs the plugins' `on_event` on one committed `communication:*` event
+/// (never one a plugin's action made). Decisions mean nothing here; actions run as usual.
+pub async fn on_event(state: &AppState, event: &crate::events::Event) -> ServiceResult<()> {
+    use crate::events::ContextType;
+    if !state.plugins.wants(Hook::Event) || event.from_plugin {
+        return Ok(());
+    }
+    let kind = match event.context_type {
+        ContextType::Group => Kind::Group,
+        ContextType::Channel => Kind::Channel,
+        // Conversations and presence have no group or channel to act in.
+        _ => return Ok(()),
+    };
+    let member = event
+        .data
+        .get("memberId")
+        .and_then(Value::as_str)
+        .and_then(|id| Uuid::parse_str(id).ok());
+    let scope = Scope::context(kind, event.context_id, member.unwrap_or_default(), member);
+    let scope = Scope {
+        actor: member,
+        ..scope
+    };
+    let mut params = Map::new();
+    params.insert(
+        "type".into(),
+        Value::String(event.event_type.as_str().to_owned()),
+    );
+    params.insert("data".into(), event.data.clone());
+    params.insert("seq".into(), Value::from(event.seq));
+    let call = build_call(state, Hook::Event, &scope, params).await?;
+    let verdict = state.plugins.decide(call).await;
+    after(
+        state,
+        Pending {
+            scope,
+            hook: Hook::Event,
+            verdict,
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Builds a hook's `ctx` from the database: the facts plugins read without queries.
+pub async fn build_call(
+    state: &AppState,
+    hook: Hook,
+    scope: &Scope,
+    params: Map<String, Value>,
+) -> ServiceResult<HookCall> {
+    let db = &state.db.read;
+    let now = now_ms();
+    let ids: Vec<Uuid> = scope.actor.into_iter().chain(scope.target).collect();
+    let mut members = if ids.is_empty() {
+        Vec::new()
+    } else {
+        member::Entity::find()
+            .filter(member::Column::Id.is_in(ids.clone()))
+            .all(db)
+            .await?
+    };
+    let mut facts = |id: Uuid| -> Option<MemberFacts> {
+        let at = members.iter().position(|m| m.id == id)?;
+        let row = members.swap_remove(at);
+        Some(MemberFacts {
+            id: row.id.to_string(),
+            display_name: row.display_name,
+            registered_at_ms: row.created_at,
+            ..MemberFacts::default()
+        })
+    };
+    let mut actor = scope.actor.and_then(&mut facts);
+    let mut target = match (scope.target, scope.actor) {
+        (Some(t), Some(a)) if t == a => actor.clone(),
+        (Some(t), _) => facts(t),
+        _ => None,
+    };
+    let context = if let Some((kind, id)) = scope.context {
+        let row = context::Entity::find_by_id(id).one(db).await?;
+        let Some(row) = row else {
+            return Err(kind.not_found());
+        };
+        let rows = if ids.is_empty() {
+            Vec::new()
+        } else {
+            context_member::Entity::find()
+                .filter(context_member::Column::ContextId.eq(id))
+                .filter(context_member::Column::MemberId.is_in(ids.clone()))
+                .all(db)
+                .await?
+        };
+        let counts: Vec<(Uuid, i64, Option<i64>)> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            context_message::Entity::find()
+                .select_only()
+                .column(context_message::Column::SenderId)
+                .column_as(Expr::col(context_message::Column::Id).count(), "n")
+                .column_as(Expr::col(context_message::Column::CreatedAt).max(), "last")
+                .filter(context_message::Column::ContextId.eq(id))
+                .filter(context_message::Column::SenderId.is_in(ids.clone()))
+                .group_by(context_message::Column::SenderId)
+                .into_tuple()
+                .all(db)
+                .await?
+        };
+        for person in [&mut actor, &mut target].into_iter().flatten() {
+            if let Some(row) = rows.iter().find(|r| r.member_id.to_string() == person.id) {
+                person.role = Some(row.role.clone());
+                person.joined_at_ms = Some(row.joined_at);
+            }
+            if let Some((_, n, last)) = counts.iter().find(|c| c.0.to_string() == person.id) {
+                person.message_count = *n;
+                person.last_message_at_ms = *last;
+            }
+        }
+        let member_count = count_members(db, id, None).await?;
+        let joins_last_minute = count_members(db, id, Some(now - 60_000)).await?;
+        Some(ContextFacts {
+            kind: kind.as_str().to_owned(),
+            id: id.to_string(),
+            name: row.name,
+            visibility: row.visibility,
+            member_count,
+            joins_last_minute,
+        })
+    } else if let Some(id) = scope.conversation {
+        if let Some(person) = actor.as_mut() {
+            let sender = scope.actor.unwrap_or_default();
+            let (n, last): (i64, Option<i64>) = dm_message::Entity::find()
+                .select_only()
+                .column_as(Expr::col(dm_message::Column::Id).count(), "n")
+                .column_as(Expr::col(dm_message::Column::CreatedAt).max(), "last")
+                .filter(dm_message::Column::ConversationId.eq(id))
+                .filter(dm_message::Column::SenderId.eq(sender))
+                .into_tuple()
+                .one(db)
+                .await?
+                .unwrap_or((0, None));
+            person.message_count = n;
+            person.last_message_at_ms = last;
+        }
+        Some(ContextFacts {
+            kind: "conversation".to_owned(),
+            id: id.to_string(),
+            name: String::new(),
+            visibility: None,
+            member_count: 2,
+            joins_last_minute: 0,
+        })
+    } else {
+        None
+    };
+    Ok(HookCall {
+        hook,
+        actor,
+        target,
+        context,
+        params,
+        now_ms: now,
+    })
+}
+
+async fn count_members(
+    db: &impl ConnectionTrait,
+    context_id: Uuid,
+    joined_after: Option<i64>,
+) -> ServiceResult<i64> {
+    let mut query = context_member::Entity::find()
+        .select_only()
+        .column_as(Expr::col(context_member::Column::MemberId).count(), "n")
+        .filter(context_member::Column::ContextId.eq(context_id));
+    if let Some(after) = joined_after {
+        query = query.filter(context_member::Column::JoinedAt.gt(after));
+    }
+    Ok(query.into_tuple::<i64>().one(db).await?.unwrap_or(0))
+}
+
+/// Writes the plugins' decisions (`denied`, `modified`, `simulated`) and simulated actions
+/// to the audit log of the group or channel. Decisions elsewhere (a conversation, a
+/// profile change) have no audit log to go to and are logged instead.
+async fn record_decisions(
+    state: &AppState,
+    scope: &Scope,
+    hook: Hook,
+    verdict: &Verdict,
+) -> ServiceResult<()> {
+    let Some((kind, context_id)) = scope.context else {
+        for decision in &verdict.decisions {
+            tracing::info!(
+                plugin = %decision.plugin,
+                hook = hook.function(),
+                outcome = decision.outcome,
+                reason = decision.reason.as_deref().unwrap_or(""),
+                "plugin decision"
+            );
+        }
+        return Ok(());
+    };
+    let mut entries = Vec::new();
+    for decision in &verdict.decisions {
+        entries.push(super::audit::Entry {
+            kind,
+            context_id,
+            action: decision.action,
+            actor: scope.actor,
+            target: scope.target,
+            outcome: decision.outcome,
+            reason: decision.reason.clone(),
+            plugin: Some(decision.plugin.clone()),
+        });
+    }
+    for QueuedAction {
+        plugin,
+        simulated,
+        action,
+    } in &verdict.actions
+    {
+        if *simulated {
+            entries.push(super::audit::Entry {
+                kind,
+                context_id,
+                action: action.audit_action(),
+                actor: None,
+                target: super::moderation::action_target(action),
+                outcome: "simulated",
+                reason: super::moderation::action_reason(action),
+                plugin: Some(plugin.clone()),
+            });
+        }
+    }
+    super::audit::record_entries(&state.db.write, entries).await
+}

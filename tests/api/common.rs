@@ -187,6 +187,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let mut config = Config::with_data_dir(&data_dir);
+        config.plugins_dir = dir.path().join("plugins");
         if let Some(admin_url) = test_database_url() {
             config.database_url = Some(fresh_postgres(&admin_url).await);
         }
@@ -194,11 +195,40 @@ impl TestServer {
         Self::serve(config, dir, None).await
     }
 
+    /// A server whose plugins folder starts with `files` (name, text), e.g.
+    /// `("10_cap.rhai", "fn on_mute(ctx) { … }")` and `("10_cap.toml", "max_ms = 1")`.
+    /// The folder is `plugins_dir()`; write to it to test hot reload.
+    pub async fn start_with_plugins(
+        files: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        init_logging();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("plugins dir");
+        for (name, text) in files {
+            std::fs::write(plugins.join(name), text).expect("write plugin");
+        }
+        let mut config = Config::with_data_dir(dir.path().join("data"));
+        config.plugins_dir = plugins;
+        if let Some(admin_url) = test_database_url() {
+            config.database_url = Some(fresh_postgres(&admin_url).await);
+        }
+        adjust(&mut config);
+        Self::serve(config, dir, None).await
+    }
+
+    /// The plugins folder this server loads from.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.config.plugins_dir.clone()
+    }
+
     /// A server whose connection handling logs to `log` (to check what it logs).
     pub async fn start_logged(adjust: impl FnOnce(&mut Config), log: tracing::Dispatch) -> Self {
         init_logging();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_data_dir(dir.path().join("data"));
+        config.plugins_dir = dir.path().join("plugins");
         if let Some(admin_url) = test_database_url() {
             config.database_url = Some(fresh_postgres(&admin_url).await);
         }
@@ -214,6 +244,7 @@ impl TestServer {
         init_logging();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_data_dir(dir.path().join("data"));
+        config.plugins_dir = dir.path().join("plugins");
         if let Some(admin_url) = test_database_url() {
             config.database_url = Some(fresh_postgres(&admin_url).await);
         }

@@ -10,145 +10,23 @@
 //!
 //! It sends traffic only to 127.0.0.1 and stops by itself.
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use k256::ecdsa::SigningKey;
-use k256::ecdsa::signature::Signer;
 use serde_json::{Value, json};
+use support::{env_number, member, percentile, post, rss_kib, start_server};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn start_server(client: &reqwest::Client) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_brightchat"))
-        .env("BRIGHTCHAT_DATA_DIR", dir.path())
-        .env("BRIGHTCHAT_BIND", format!("127.0.0.1:{port}"))
-        .env("BRIGHTCHAT_LOG", "warn")
-        .env("BRIGHTCHAT_WS_BUFFER", "4096")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start brightchat");
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return Server {
-                child,
-                base,
-                _dir: dir,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the server did not start");
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
-    let mut request = client.post(url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("request");
-    response.json().await.expect("json")
-}
-
-/// Registers and signs in a member; returns its token.
-async fn member(client: &reqwest::Client, base: &str, name: String) -> String {
-    let key = loop {
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).expect("random");
-        if let Ok(key) = SigningKey::from_slice(&secret) {
-            break key;
-        }
-    };
-    let public = hex::encode(key.verifying_key().to_sec1_point(true).as_bytes());
-    let registered = post(
-        client,
-        format!("{base}/api/members"),
-        None,
-        json!({"displayName": name, "publicKey": public}),
-    )
-    .await;
-    let id = registered["data"]["id"].clone();
-    let challenge = post(
-        client,
-        format!("{base}/api/auth/challenge"),
-        None,
-        json!({"memberId": id}),
-    )
-    .await;
-    let challenge = challenge["data"]["challenge"]
-        .as_str()
-        .expect("challenge")
-        .to_owned();
-    let signature: k256::ecdsa::Signature = key.sign(&hex::decode(&challenge).expect("hex"));
-    let login = post(
-        client,
-        format!("{base}/api/auth/login"),
-        None,
-        json!({"memberId": id, "challenge": challenge, "signature": hex::encode(signature.to_der().as_bytes())}),
-    )
-    .await;
-    login["data"]["token"].as_str().expect("token").to_owned()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
 
 #[tokio::main]
 async fn main() {
     let subscribers = env_number("FANOUT_SUBSCRIBERS", 1000);
     let messages = env_number("FANOUT_MESSAGES", 50);
     let client = reqwest::Client::new();
-    let server = start_server(&client).await;
+    let server = start_server(&client, &[]).await;
     let base = server.base.clone();
     let pid = server.child.id();
     println!("fan-out: {subscribers} subscribers, {messages} messages, SQLite, server pid {pid}");

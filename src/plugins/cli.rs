@@ -140,6 +140,8 @@ pub fn run(file: &Path, hook: &str, ctx_path: &Path, state: Option<&Path>, json:
             })).collect::<Vec<_>>(),
             "state_changes": output.state_changes,
             "log": output.logs,
+            "note": output.note,
+            "error": output.error,
         });
         println!(
             "{}",
@@ -185,6 +187,12 @@ pub fn run(file: &Path, hook: &str, ctx_path: &Path, state: Option<&Path>, json:
     }
     for line in &output.logs {
         println!("log      [{}] {}", line.level, line.text);
+    }
+    if let Some(note) = &output.note {
+        println!("note     {note}");
+    }
+    if let Some(error) = &output.error {
+        println!("error    {error}");
     }
     ExitCode::SUCCESS
 }

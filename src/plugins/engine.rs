@@ -113,6 +113,10 @@ pub struct RunOutput {
     pub actions: Vec<PlannedAction>,
     pub logs: Vec<LogLine>,
     pub state_changes: Vec<StateChange>,
+    /// Why the call failed, if it did (shown by `plugins run`).
+    pub error: Option<String>,
+    /// A note on how the result was read (a stray return value taken as `allow()`).
+    pub note: Option<String>,
 }
 
 /// The call a native function serves.
@@ -229,6 +233,9 @@ pub fn build(limits: &Limits) -> Engine {
     let mut engine = Engine::new();
     // No `eval`; module loading is compiled out (`no_module`), so no file can be read.
     engine.disable_symbol("eval");
+    // A variable must be defined before use: top-level variables, which hooks cannot see,
+    // are compile errors rather than surprises at run time.
+    engine.set_strict_variables(true);
     engine.set_max_operations(limits.max_operations);
     engine.set_max_call_levels(limits.max_call_levels);
     engine.set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth);

@@ -248,6 +248,16 @@ impl Registry {
         };
         let mut hooks = HashSet::new();
         if let Some(ast) = &ast {
+            for (name, constant, _) in ast.iter_literal_variables(true, true) {
+                errors.push(error(
+                    path,
+                    format!(
+                        "top-level {} {name} is never seen by hooks: put settings in {}.toml (ctx.config) or the value inside a function",
+                        if constant { "constant" } else { "variable" },
+                        name_of(path)
+                    ),
+                ));
+            }
             for function in ast.iter_functions() {
                 match Hook::from_function(function.name) {
                     Some(hook) if function.params.len() == 1 => {
@@ -350,10 +360,10 @@ impl Registry {
                 call.hook.function(),
                 (Dynamic::from_map(ctx),),
             );
-            let output = guard.finish();
+            let mut output = guard.finish();
             let decision = result
                 .map_err(|err| err.to_string())
-                .and_then(to_decision)
+                .map(|value| to_decision(value, &mut output.note))
                 .and_then(|decision| match decision {
                     Decision::Modify(changes) if call.hook.can_deny() => {
                         check_modify(call.hook, changes).map(Decision::Modify)
@@ -361,7 +371,15 @@ impl Registry {
                     other => Ok(other),
                 });
             let name = plugin.name.to_string();
-            let actions = output.actions.clone();
+            if let Err(error) = &decision {
+                output.error = Some(error.clone());
+            }
+            // A failed run's actions are dropped with it: it never finished deciding.
+            let actions = if decision.is_ok() {
+                output.actions.clone()
+            } else {
+                Vec::new()
+            };
             outputs.push((name.clone(), output));
             let decision = match decision {
                 Ok(decision) => decision,
@@ -428,13 +446,18 @@ impl Registry {
     }
 }
 
-fn to_decision(value: Dynamic) -> Result<Decision, String> {
+/// A hook's result: `()` and any value that is not a decision (Rhai returns the last
+/// statement's value, such as a counter) mean `allow()`.
+fn to_decision(value: Dynamic, note: &mut Option<String>) -> Decision {
     if value.is_unit() {
-        return Ok(Decision::Allow);
+        return Decision::Allow;
     }
     let type_name = value.type_name().to_owned();
-    value.try_cast::<Decision>().ok_or_else(|| {
-        format!("the hook returned {type_name}; expected allow(), deny(reason) or modify(#{{…}})")
+    value.try_cast::<Decision>().unwrap_or_else(|| {
+        *note = Some(format!(
+            "the hook returned {type_name}, not a decision: taken as allow()"
+        ));
+        Decision::Allow
     })
 }
 
@@ -487,6 +510,10 @@ fn base_ctx(call: &HookCall) -> Map {
     ctx.insert("context".into(), to(rhai::serde::to_dynamic(&call.context)));
     ctx.insert("now_ms".into(), Dynamic::from_int(call.now_ms));
     ctx
+}
+
+fn name_of(path: &Path) -> &str {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("NAME")
 }
 
 /// `*.rhai` files directly in `dir` (not in sub-folders), by file name.

@@ -104,7 +104,8 @@ impl StateStore for DbStateStore {
             plugin: Set(plugin.to_owned()),
             name: Set(key.to_owned()),
             value: Set(Some(value.to_string())),
-            counter: Set(0),
+            // An integer set here counts on from itself under `state_incr`.
+            counter: Set(value.as_i64().unwrap_or(0)),
             expires_at: Set(ttl_ms.map(|ttl| now_ms.saturating_add(ttl))),
         };
         self.block(async {

@@ -116,7 +116,7 @@ fn monitor_mode_only_records() {
 fn errors_fail_closed_unless_opted_out() {
     let dir = dir_with(&[
         ("a.rhai", "fn on_message(ctx) { let x = ctx.nope.deeper; }"),
-        ("b.rhai", "fn on_message(ctx) { 42 }"),
+        ("b.rhai", "fn on_message(ctx) { throw \"broken\" }"),
         ("b.toml", "on_error = \"allow\""),
     ]);
     let registry = registry(&dir, 1_000);
@@ -124,12 +124,38 @@ fn errors_fail_closed_unless_opted_out() {
     assert_eq!(verdict.denied.expect("fails closed").plugin, "a");
 
     let dir = dir_with(&[
-        ("b.rhai", "fn on_message(ctx) { 42 }"),
+        (
+            "b.rhai",
+            "fn on_message(ctx) { notify_moderators(\"x\"); throw \"broken\"; }",
+        ),
         ("b.toml", "on_error = \"allow\""),
     ]);
     let registry = super::tests::registry(&dir, 1_000);
     let verdict = registry.decide(&call(Hook::Message, json!({"content": "hi"})), memory());
     assert!(verdict.denied.is_none());
+    assert!(
+        verdict.actions.is_empty(),
+        "a failed run's actions are dropped"
+    );
+}
+
+#[test]
+fn a_stray_return_value_is_allow_and_top_level_variables_are_refused() {
+    let dir = dir_with(&[("a.rhai", "fn on_message(ctx) { state_incr(\"n\", 1) }")]);
+    let registry = registry(&dir, 1_000);
+    let verdict = registry.decide(&call(Hook::Message, json!({"content": "hi"})), memory());
+    assert!(verdict.denied.is_none());
+
+    let dir = dir_with(&[(
+        "a.rhai",
+        "const LIMIT = 3;\nfn on_message(ctx) { if ctx.params.content.len() > LIMIT { deny() } }",
+    )]);
+    let registry = Registry::new(dir.path(), Limits::default());
+    let errors = registry.check(dir.path()).errors;
+    assert!(
+        errors.iter().any(|e| e.message.contains("LIMIT")),
+        "{errors:?}"
+    );
 }
 
 #[test]

@@ -55,7 +55,7 @@ fn examples_dir() -> PathBuf {
 
 /// One or more examples copied into a fresh plugins folder and loaded, with their state.
 struct Loaded {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     registry: Registry,
     state: Arc<dyn StateStore>,
 }
@@ -80,7 +80,7 @@ fn load(names: &[&str]) -> Loaded {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.plugins, names);
     Loaded {
-        _dir: dir,
+        dir,
         registry,
         state: Arc::new(MemoryStateStore::default()),
     }
@@ -89,7 +89,7 @@ fn load(names: &[&str]) -> Loaded {
 /// One example, with extra settings appended to its shipped `NAME.toml`.
 fn load_with_settings(name: &str, extra: &str) -> Loaded {
     let loaded = load(&[name]);
-    let path = loaded._dir.path().join(format!("{name}.toml"));
+    let path = loaded.dir.path().join(format!("{name}.toml"));
     let mut text = std::fs::read_to_string(&path).expect("read settings");
     text.push('\n');
     text.push_str(extra);

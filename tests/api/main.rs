@@ -23,6 +23,7 @@ mod hardening_gql;
 mod hardening_net;
 mod members;
 mod pagination;
+mod plugin_examples;
 mod plugins_host;
 mod realtime;
 mod search;

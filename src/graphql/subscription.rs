@@ -123,6 +123,35 @@ pub struct PresenceChangedData {
     pub status: PresenceStatus,
 }
 
+/// `{lockedUntil, lockReason, slowModeSeconds, slowModeUntil}`: `restrictions_changed`, a
+/// group's or channel's restrictions as they now stand (`null`: not in force).
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct RestrictionsData {
+    pub locked_until: Option<String>,
+    pub lock_reason: Option<String>,
+    pub slow_mode_seconds: Option<i32>,
+    pub slow_mode_until: Option<String>,
+}
+
+/// `{plugin, text, memberId?}`: `moderation_alert`, a moderation plugin's note to the
+/// context's moderators, admins and owner.
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ModerationAlertData {
+    pub plugin: String,
+    pub text: String,
+    /// The member the alert is about, if any.
+    pub member_id: Option<Uuid>,
+}
+
+/// `{plugin, text}`: `moderation_warning`, a moderation plugin's warning to you.
+#[derive(SimpleObject, Deserialize, Clone)]
+pub struct ModerationWarningData {
+    pub plugin: String,
+    pub text: String,
+}
+
 /// The typed data of an event: one member per shape.
 #[derive(async_graphql::Union, Clone)]
 pub enum EventData {
@@ -138,6 +167,9 @@ pub enum EventData {
     KeyRotated(KeyRotatedData),
     ChannelDeleted(ChannelDeletedData),
     PresenceChanged(PresenceChangedData),
+    Restrictions(RestrictionsData),
+    ModerationAlert(ModerationAlertData),
+    ModerationWarning(ModerationWarningData),
 }
 
 fn typed(event: &Event, data: &serde_json::Value) -> Option<EventData> {
@@ -161,6 +193,9 @@ fn typed(event: &Event, data: &serde_json::Value) -> Option<EventData> {
         PresenceChanged => parse(data).map(EventData::PresenceChanged),
         KeyRotated => parse(data).map(EventData::KeyRotated),
         RoleChanged => parse(data).map(EventData::RoleChanged),
+        RestrictionsChanged => parse(data).map(EventData::Restrictions),
+        ModerationAlert => parse(data).map(EventData::ModerationAlert),
+        ModerationWarning => parse(data).map(EventData::ModerationWarning),
     }
 }
 

@@ -381,3 +381,29 @@ impl Event {
         serde_json::to_string(&frame).unwrap_or_default().into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EventType;
+
+    #[test]
+    fn every_type_is_listed_once_under_its_wire_name() {
+        let mut names: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        for event_type in EventType::ALL {
+            let wire = serde_json::to_value(event_type).expect("serialises");
+            assert_eq!(wire, event_type.as_str());
+            let back: EventType = serde_json::from_value(wire).expect("parses");
+            assert_eq!(back, event_type);
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventType::ALL.len());
+        for moderation in [
+            "communication:restrictions_changed",
+            "communication:moderation_alert",
+            "communication:moderation_warning",
+        ] {
+            assert!(names.contains(&moderation), "{moderation}");
+        }
+    }
+}

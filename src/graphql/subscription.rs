@@ -295,3 +295,51 @@ fn resync_required(seq: i64) -> async_graphql::Error {
         e.set("seq", seq);
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moderation_events_carry_typed_data() {
+        let context = Uuid::now_v7();
+        let member = Uuid::now_v7();
+        let alert = Event::for_members(
+            EventType::ModerationAlert,
+            ContextType::Channel,
+            context,
+            vec![member],
+            serde_json::json!({"plugin": "20_guard", "text": "raid", "memberId": member}),
+        );
+        let shown = payload(&alert, member);
+        assert_eq!(shown.member_id, Some(member));
+        assert!(matches!(
+            shown.payload,
+            Some(EventData::ModerationAlert(ModerationAlertData { ref plugin, .. })) if plugin == "20_guard"
+        ));
+        let warning = Event::for_members(
+            EventType::ModerationWarning,
+            ContextType::Group,
+            context,
+            vec![member],
+            serde_json::json!({"plugin": "20_guard", "text": "no links"}),
+        );
+        assert!(matches!(
+            payload(&warning, member).payload,
+            Some(EventData::ModerationWarning(ModerationWarningData { ref text, .. })) if text == "no links"
+        ));
+        let restrictions = Event::for_context(
+            EventType::RestrictionsChanged,
+            ContextType::Channel,
+            context,
+            serde_json::json!({"lockedUntil": null, "lockReason": null, "slowModeSeconds": 30, "slowModeUntil": "2026-01-01T00:00:00.000Z"}),
+        );
+        assert!(matches!(
+            payload(&restrictions, member).payload,
+            Some(EventData::Restrictions(RestrictionsData {
+                slow_mode_seconds: Some(30),
+                ..
+            }))
+        ));
+    }
+}

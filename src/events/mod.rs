@@ -22,7 +22,8 @@ use uuid::Uuid;
 
 pub use bus::{EventBus, InProcessBus};
 
-/// Every event type (the reference's sixteen and CONTRACT.md's additions).
+/// Every event type (the reference's sixteen, CONTRACT.md's additions, and the moderation
+/// events of plugins' actions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     #[serde(rename = "communication:message_sent")]
@@ -65,11 +66,20 @@ pub enum EventType {
     KeyRotated,
     #[serde(rename = "communication:role_changed")]
     RoleChanged,
+    /// A group's or channel's lock or slow mode changed.
+    #[serde(rename = "communication:restrictions_changed")]
+    RestrictionsChanged,
+    /// A moderation plugin's note to the context's moderators, admins and owner.
+    #[serde(rename = "communication:moderation_alert")]
+    ModerationAlert,
+    /// A moderation plugin's warning to one member.
+    #[serde(rename = "communication:moderation_warning")]
+    ModerationWarning,
 }
 
 impl EventType {
     /// Every type, for documentation and tests.
-    pub const ALL: [EventType; 20] = [
+    pub const ALL: [EventType; 23] = [
         EventType::MessageSent,
         EventType::MessageEdited,
         EventType::MessageDeleted,
@@ -90,6 +100,9 @@ impl EventType {
         EventType::PresenceChanged,
         EventType::KeyRotated,
         EventType::RoleChanged,
+        EventType::RestrictionsChanged,
+        EventType::ModerationAlert,
+        EventType::ModerationWarning,
     ];
 
     /// The wire name, e.g. `communication:message_sent`.
@@ -115,6 +128,9 @@ impl EventType {
             EventType::PresenceChanged => "communication:presence_changed",
             EventType::KeyRotated => "communication:key_rotated",
             EventType::RoleChanged => "communication:role_changed",
+            EventType::RestrictionsChanged => "communication:restrictions_changed",
+            EventType::ModerationAlert => "communication:moderation_alert",
+            EventType::ModerationWarning => "communication:moderation_warning",
         }
     }
 }
@@ -363,5 +379,31 @@ impl Event {
             seq: self.seq,
         };
         serde_json::to_string(&frame).unwrap_or_default().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventType;
+
+    #[test]
+    fn every_type_is_listed_once_under_its_wire_name() {
+        let mut names: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        for event_type in EventType::ALL {
+            let wire = serde_json::to_value(event_type).expect("serialises");
+            assert_eq!(wire, event_type.as_str());
+            let back: EventType = serde_json::from_value(wire).expect("parses");
+            assert_eq!(back, event_type);
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventType::ALL.len());
+        for moderation in [
+            "communication:restrictions_changed",
+            "communication:moderation_alert",
+            "communication:moderation_warning",
+        ] {
+            assert!(names.contains(&moderation), "{moderation}");
+        }
     }
 }

@@ -13,12 +13,13 @@ use crate::service::channels::{
 use crate::service::contexts::messages::{
     self, ContentRequest, MessageView, ReactionRequest, ReactionView,
 };
-use crate::service::contexts::{self, AssignRole, MuteRequest, Muted, RoleAssigned};
+use crate::service::contexts::{self, AssignRole, Kind, MuteRequest, Muted, RoleAssigned};
 use crate::service::conversations::{self, DirectMessageView, SendDirectMessage};
 use crate::service::groups::{
     self, AddMembers, CreateGroup, GroupView, PromoteConversation, Promoted,
 };
 use crate::service::members::{self, MemberView, RegisterMember};
+use crate::service::moderation;
 use crate::service::presence::{self, PresenceStatus, SetPresence};
 use crate::service::roles::Role;
 
@@ -437,5 +438,23 @@ impl Mutation {
     ) -> async_graphql::Result<bool> {
         gql(contexts::unmute(state(ctx), actor(ctx)?, kind.into(), context_id, member_id).await)
             .map(|r| r.unmuted)
+    }
+
+    /// Lift a moderation plugin's lock on a channel (owners).
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
+    async fn unlock_channel(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: Uuid,
+    ) -> async_graphql::Result<bool> {
+        gql(moderation::unlock(state(ctx), actor(ctx)?, Kind::Channel, channel_id).await)
+            .map(|r| r.unlocked)
+    }
+
+    /// Lift a moderation plugin's lock on a group (owners).
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
+    async fn unlock_group(&self, ctx: &Context<'_>, group_id: Uuid) -> async_graphql::Result<bool> {
+        gql(moderation::unlock(state(ctx), actor(ctx)?, Kind::Group, group_id).await)
+            .map(|r| r.unlocked)
     }
 }

@@ -123,6 +123,35 @@ pub struct PresenceChangedData {
     pub status: PresenceStatus,
 }
 
+/// `{lockedUntil, lockReason, slowModeSeconds, slowModeUntil}`: `restrictions_changed`, a
+/// group's or channel's restrictions as they now stand (`null`: not in force).
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct RestrictionsData {
+    pub locked_until: Option<String>,
+    pub lock_reason: Option<String>,
+    pub slow_mode_seconds: Option<i32>,
+    pub slow_mode_until: Option<String>,
+}
+
+/// `{plugin, text, memberId?}`: `moderation_alert`, a moderation plugin's note to the
+/// context's moderators, admins and owner.
+#[derive(SimpleObject, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ModerationAlertData {
+    pub plugin: String,
+    pub text: String,
+    /// The member the alert is about, if any.
+    pub member_id: Option<Uuid>,
+}
+
+/// `{plugin, text}`: `moderation_warning`, a moderation plugin's warning to you.
+#[derive(SimpleObject, Deserialize, Clone)]
+pub struct ModerationWarningData {
+    pub plugin: String,
+    pub text: String,
+}
+
 /// The typed data of an event: one member per shape.
 #[derive(async_graphql::Union, Clone)]
 pub enum EventData {
@@ -138,6 +167,9 @@ pub enum EventData {
     KeyRotated(KeyRotatedData),
     ChannelDeleted(ChannelDeletedData),
     PresenceChanged(PresenceChangedData),
+    Restrictions(RestrictionsData),
+    ModerationAlert(ModerationAlertData),
+    ModerationWarning(ModerationWarningData),
 }
 
 fn typed(event: &Event, data: &serde_json::Value) -> Option<EventData> {
@@ -161,6 +193,9 @@ fn typed(event: &Event, data: &serde_json::Value) -> Option<EventData> {
         PresenceChanged => parse(data).map(EventData::PresenceChanged),
         KeyRotated => parse(data).map(EventData::KeyRotated),
         RoleChanged => parse(data).map(EventData::RoleChanged),
+        RestrictionsChanged => parse(data).map(EventData::Restrictions),
+        ModerationAlert => parse(data).map(EventData::ModerationAlert),
+        ModerationWarning => parse(data).map(EventData::ModerationWarning),
     }
 }
 
@@ -259,4 +294,52 @@ fn resync_required(seq: i64) -> async_graphql::Error {
         e.set("code", "RESYNC_REQUIRED");
         e.set("seq", seq);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moderation_events_carry_typed_data() {
+        let context = Uuid::now_v7();
+        let member = Uuid::now_v7();
+        let alert = Event::for_members(
+            EventType::ModerationAlert,
+            ContextType::Channel,
+            context,
+            vec![member],
+            serde_json::json!({"plugin": "20_guard", "text": "raid", "memberId": member}),
+        );
+        let shown = payload(&alert, member);
+        assert_eq!(shown.member_id, Some(member));
+        assert!(matches!(
+            shown.payload,
+            Some(EventData::ModerationAlert(ModerationAlertData { ref plugin, .. })) if plugin == "20_guard"
+        ));
+        let warning = Event::for_members(
+            EventType::ModerationWarning,
+            ContextType::Group,
+            context,
+            vec![member],
+            serde_json::json!({"plugin": "20_guard", "text": "no links"}),
+        );
+        assert!(matches!(
+            payload(&warning, member).payload,
+            Some(EventData::ModerationWarning(ModerationWarningData { ref text, .. })) if text == "no links"
+        ));
+        let restrictions = Event::for_context(
+            EventType::RestrictionsChanged,
+            ContextType::Channel,
+            context,
+            serde_json::json!({"lockedUntil": null, "lockReason": null, "slowModeSeconds": 30, "slowModeUntil": "2026-01-01T00:00:00.000Z"}),
+        );
+        assert!(matches!(
+            payload(&restrictions, member).payload,
+            Some(EventData::Restrictions(RestrictionsData {
+                slow_mode_seconds: Some(30),
+                ..
+            }))
+        ));
+    }
 }

@@ -20,6 +20,7 @@ use crate::service::contexts::{
     self, AssignRole, Kind, Left, MuteRequest, Muted, RoleAssigned, Unmuted,
 };
 use crate::service::keys::KeyView;
+use crate::service::moderation::{self, Unlocked};
 use crate::service::pagination::{Page, PageParams};
 use crate::service::search::{self, SearchParams, SearchResult};
 use crate::state::AppState;
@@ -129,7 +130,7 @@ pub async fn delete(
     params(("channelId" = Uuid, Path, description = "Channel id")),
     responses(
         (status = 200, description = "Joined channel", body = Envelope<Joined>),
-        (status = 403, description = "Join denied (channel is not public)", body = ErrorEnvelope),
+        (status = 403, description = "Join denied (channel is not public, or locked)", body = ErrorEnvelope),
         (status = 404, description = "Channel not found", body = ErrorEnvelope),
         (status = 409, description = "Already a member", body = ErrorEnvelope),
     ))]
@@ -209,6 +210,7 @@ pub async fn create_invite(
     params(("channelId" = Uuid, Path, description = "Channel id"), ("token" = String, Path, description = "Invite token")),
     responses(
         (status = 200, description = "Invite redeemed", body = Envelope<Redeemed>),
+        (status = 403, description = "The channel is locked", body = ErrorEnvelope),
         (status = 404, description = "Invite token not found", body = ErrorEnvelope),
         (status = 409, description = "Already a member", body = ErrorEnvelope),
         (status = 410, description = "Invite expired or fully used", body = ErrorEnvelope),
@@ -233,6 +235,7 @@ pub async fn redeem(
         (status = 400, description = "Missing or invalid content", body = ErrorEnvelope),
         (status = 403, description = "Not a channel member, or muted", body = ErrorEnvelope),
         (status = 404, description = "Channel not found", body = ErrorEnvelope),
+        (status = 429, description = "Slow mode: retry after Retry-After seconds", body = ErrorEnvelope),
     ))]
 pub async fn send(
     State(state): State<AppState>,
@@ -517,5 +520,25 @@ pub async fn audit_log(
     Ok(Reply::ok(
         audit::list(&state, &actor, C, id, &params).await?,
         "Audit log",
+    ))
+}
+
+/// Lift a moderation plugin's lock (owners): joins and invite redemptions work again.
+#[utoipa::path(delete, path = "/api/channels/{channelId}/lock", tag = "channels", security(("bearer" = [])),
+    params(("channelId" = Uuid, Path, description = "Channel id")),
+    responses(
+        (status = 200, description = "Lock lifted (or none was in force)", body = Envelope<Unlocked>),
+        (status = 401, description = "Authentication required", body = ErrorEnvelope),
+        (status = 403, description = "Not the owner of this channel", body = ErrorEnvelope),
+        (status = 404, description = "Channel not found (or invisible to you)", body = ErrorEnvelope),
+    ))]
+pub async fn unlock(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<Reply<Unlocked>, ServiceError> {
+    Ok(Reply::ok(
+        moderation::unlock(&state, &actor, C, id).await?,
+        "Lock lifted",
     ))
 }

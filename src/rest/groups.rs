@@ -19,6 +19,7 @@ use crate::service::groups::{
     self, AddMembers, Added, CreateGroup, GroupView, PromoteConversation, Promoted, RemovedMember,
 };
 use crate::service::keys::KeyView;
+use crate::service::moderation::{self, Unlocked};
 use crate::service::pagination::{Page, PageParams};
 use crate::state::AppState;
 
@@ -91,6 +92,7 @@ pub async fn get(
         (status = 400, description = "Missing or invalid content", body = ErrorEnvelope),
         (status = 403, description = "Not a group member, or muted", body = ErrorEnvelope),
         (status = 404, description = "Group not found", body = ErrorEnvelope),
+        (status = 429, description = "Slow mode: retry after Retry-After seconds", body = ErrorEnvelope),
     ))]
 pub async fn send(
     State(state): State<AppState>,
@@ -173,7 +175,7 @@ pub async fn delete_message(
     responses(
         (status = 200, description = "Members added", body = Envelope<Added>),
         (status = 400, description = "memberIds missing or empty", body = ErrorEnvelope),
-        (status = 403, description = "MANAGE_MEMBERS required", body = ErrorEnvelope),
+        (status = 403, description = "MANAGE_MEMBERS required, or the group is locked (owners may still add)", body = ErrorEnvelope),
         (status = 404, description = "Group or a member not found", body = ErrorEnvelope),
         (status = 409, description = "Member already in group", body = ErrorEnvelope),
     ))]
@@ -436,5 +438,25 @@ pub async fn audit_log(
     Ok(Reply::ok(
         audit::list(&state, &actor, G, id, &params).await?,
         "Audit log",
+    ))
+}
+
+/// Lift a moderation plugin's lock (owners): admins may add members again.
+#[utoipa::path(delete, path = "/api/groups/{groupId}/lock", tag = "groups", security(("bearer" = [])),
+    params(("groupId" = Uuid, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "Lock lifted (or none was in force)", body = Envelope<Unlocked>),
+        (status = 401, description = "Authentication required", body = ErrorEnvelope),
+        (status = 403, description = "Not the owner of this group, or not a member", body = ErrorEnvelope),
+        (status = 404, description = "Group not found", body = ErrorEnvelope),
+    ))]
+pub async fn unlock(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<Reply<Unlocked>, ServiceError> {
+    Ok(Reply::ok(
+        moderation::unlock(&state, &actor, G, id).await?,
+        "Lock lifted",
     ))
 }

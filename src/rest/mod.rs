@@ -93,6 +93,7 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(groups::mute, groups::unmute))
         .routes(routes!(groups::keys))
         .routes(routes!(groups::audit_log))
+        .routes(routes!(groups::unlock))
         .routes(routes!(channels::create, channels::list))
         .routes(routes!(channels::get, channels::update, channels::delete))
         .routes(routes!(channels::join))
@@ -109,7 +110,8 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(channels::pin, channels::unpin))
         .routes(routes!(channels::mute, channels::unmute))
         .routes(routes!(channels::keys))
-        .routes(routes!(channels::audit_log));
+        .routes(routes!(channels::audit_log))
+        .routes(routes!(channels::unlock));
     (public, protected)
 }
 

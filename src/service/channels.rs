@@ -519,6 +519,7 @@ pub async fn join(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Jo
             ServiceError::forbidden("Join denied: the channel is not public")
         });
     }
+    super::moderation::require_unlocked(&channel, now)?;
     let mut events = Vec::new();
     admit_self(state, &txn, &channel, actor, now, &mut events).await?;
     outbox::record(&txn, events).await?;
@@ -599,6 +600,9 @@ pub struct CreateInvite {
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "Invite")]
 pub struct InviteView {
+    /// The invite's id: the lowercase hex SHA-256 of its token (what a moderation
+    /// plugin's `revoke_invite` takes).
+    pub id: String,
     pub token: String,
     pub channel_id: Uuid,
     pub max_uses: Option<i64>,
@@ -641,8 +645,10 @@ pub async fn create_invite(
     let now = now_ms();
     let token = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<24>());
     let expires_at = input.expires_in_ms.map(|ms| now + ms);
+    let token_hash = hash_token(&token);
+    let invite_id = hex::encode(&token_hash);
     invite::Entity::insert(invite::ActiveModel {
-        token_hash: Set(hash_token(&token)),
+        token_hash: Set(token_hash),
         channel_id: Set(id),
         created_by: Set(actor.member_id),
         created_at: Set(now),
@@ -664,6 +670,7 @@ pub async fn create_invite(
     .await?;
     txn.commit().await?;
     Ok(InviteView {
+        id: invite_id,
         token,
         channel_id: id,
         max_uses: input.max_uses,
@@ -709,6 +716,7 @@ pub async fn redeem(
     {
         return Err(ServiceError::already_exists("Already a member"));
     }
+    super::moderation::require_unlocked(&channel, now)?;
     let counted = invite::Entity::update_many()
         .col_expr(invite::Column::Uses, Expr::col(invite::Column::Uses).add(1))
         .filter(invite::Column::TokenHash.eq(hash))

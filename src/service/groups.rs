@@ -309,6 +309,9 @@ pub async fn add_members(
     let group = lock_context(&txn, Kind::Group, id).await?;
     let access = access_to(&txn, group, actor.member_id).await?;
     access.require(Permission::ManageMembers)?;
+    if access.role != Role::Owner {
+        super::moderation::require_unlocked(&access.context, now)?;
+    }
     let present = context_member::Entity::find()
         .filter(context_member::Column::ContextId.eq(id))
         .filter(context_member::Column::MemberId.is_in(ids.clone()))

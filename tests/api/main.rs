@@ -25,6 +25,7 @@ mod members;
 mod pagination;
 mod plugin_examples;
 mod plugins_host;
+mod plugins_actions;
 mod realtime;
 mod search;
 mod startup;

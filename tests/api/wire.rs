@@ -169,6 +169,8 @@ async fn openapi_documents_every_route_with_schemas() {
         ("get", "/api/channels/{channelId}/messages/search", false),
         ("get", "/api/channels/{channelId}/audit", false),
         ("get", "/api/groups/{groupId}/audit", false),
+        ("delete", "/api/channels/{channelId}/lock", false),
+        ("delete", "/api/groups/{groupId}/lock", false),
         (
             "put",
             "/api/channels/{channelId}/messages/{messageId}",

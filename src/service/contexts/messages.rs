@@ -183,6 +183,7 @@ pub async fn send(
     let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require(Permission::SendMessages)?;
     access.require_not_muted(now_ms())?;
+    crate::service::moderation::require_slow_mode_ok(&txn, &access, now_ms()).await?;
     let epoch = access.context.current_epoch;
     let key = keys::epoch_key(state, &txn, context_id, epoch).await?;
     let id = ids::next_message_id(access.context.last_issued_id);
@@ -454,13 +455,9 @@ pub async fn delete(
             ));
         }
     }
-    let context = &access.context;
-    let removed = context_message::Entity::delete_many()
-        .filter(context_message::Column::Id.eq(message_id))
-        .filter(context_message::Column::ContextId.eq(context_id))
-        .exec(&txn)
-        .await?;
-    if removed.rows_affected == 0 {
+    let mut events = Vec::new();
+    let removed = remove_messages(&txn, kind, &access.context, &[message_id], &mut events).await?;
+    if removed == 0 {
         return Err(ServiceError::not_found("Message not found"));
     }
     if message.sender_id != actor.member_id {
@@ -475,10 +472,38 @@ pub async fn delete(
         )
         .await?;
     }
+    outbox::record(&txn, events).await?;
+    outbox::commit(state, txn).await?;
+    Ok(Deleted { deleted: true })
+}
+
+/// Deletes messages of a context inside its locked transaction (their edits and reactions
+/// go by cascade), moves the context's last-message time back to the newest message left,
+/// and adds one `message_deleted` event for each to `events`. Returns how many went.
+/// A member's delete and plugins' `delete_message` and `purge_member_messages` share it.
+pub(crate) async fn remove_messages(
+    txn: &impl ConnectionTrait,
+    kind: Kind,
+    context: &context::Model,
+    ids: &[Uuid],
+    events: &mut Vec<Event>,
+) -> ServiceResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let context_id = context.id;
+    let removed = context_message::Entity::delete_many()
+        .filter(context_message::Column::Id.is_in(ids.to_vec()))
+        .filter(context_message::Column::ContextId.eq(context_id))
+        .exec(txn)
+        .await?;
+    if removed.rows_affected == 0 {
+        return Ok(0);
+    }
     let newest = context_message::Entity::find()
         .filter(context_message::Column::ContextId.eq(context_id))
         .order_by_desc(context_message::Column::Id)
-        .one(&txn)
+        .one(txn)
         .await?;
     let last = newest.map(|m| m.created_at);
     context::Entity::update_many()
@@ -488,18 +513,20 @@ pub async fn delete(
             last.unwrap_or(context.created_at).into(),
         )
         .filter(context::Column::Id.eq(context_id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    let event = Event::for_context(
-        EventType::MessageDeleted,
-        context_type(kind),
-        context_id,
-        MessageRef { message_id },
-    )
-    .about_message(message_id);
-    outbox::record(&txn, vec![event]).await?;
-    outbox::commit(state, txn).await?;
-    Ok(Deleted { deleted: true })
+    for &message_id in ids {
+        events.push(
+            Event::for_context(
+                EventType::MessageDeleted,
+                context_type(kind),
+                context_id,
+                MessageRef { message_id },
+            )
+            .about_message(message_id),
+        );
+    }
+    Ok(removed.rows_affected)
 }
 
 /// Adds the actor's reaction; the same member, emoji and message twice is 409.

@@ -590,12 +590,6 @@ async fn set_mute(
     let access = access_to(&txn, context, actor.member_id).await?;
     access.require(Permission::MuteMembers)?;
     target_below(&txn, &access, target).await?;
-    context_member::Entity::update_many()
-        .col_expr(context_member::Column::MutedUntil, until.into())
-        .filter(context_member::Column::ContextId.eq(context_id))
-        .filter(context_member::Column::MemberId.eq(target))
-        .exec(&txn)
-        .await?;
     super::audit::record(
         &txn,
         kind,
@@ -610,7 +604,28 @@ async fn set_mute(
         until.map(|until| format!("until {}", rfc3339(until))),
     )
     .await?;
-    // The standing record, which outlives the membership row (see `standing_mutes`).
+    let event = store_mute(&txn, &access.context, target, until).await?;
+    outbox::record(&txn, vec![event]).await?;
+    outbox::commit(state, txn).await
+}
+
+/// Stores a mute of `target` until `until` (or lifts it with `None`) inside a locked
+/// transaction: the membership row, and the standing record that outlives it (see
+/// `standing_mutes`). Returns the `member_muted` or `member_unmuted` event to record.
+/// Moderators' mutes and plugins' `mute_member` share it.
+pub(crate) async fn store_mute(
+    txn: &impl ConnectionTrait,
+    context: &context::Model,
+    target: Uuid,
+    until: Option<i64>,
+) -> ServiceResult<Event> {
+    let context_id = context.id;
+    context_member::Entity::update_many()
+        .col_expr(context_member::Column::MutedUntil, until.into())
+        .filter(context_member::Column::ContextId.eq(context_id))
+        .filter(context_member::Column::MemberId.eq(target))
+        .exec(txn)
+        .await?;
     match until {
         Some(until) => {
             context_mute::Entity::insert(context_mute::ActiveModel {
@@ -626,19 +641,19 @@ async fn set_mute(
                 .update_column(context_mute::Column::MutedUntil)
                 .to_owned(),
             )
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
         }
         None => {
             context_mute::Entity::delete_many()
                 .filter(context_mute::Column::ContextId.eq(context_id))
                 .filter(context_mute::Column::MemberId.eq(target))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
         }
     }
-    let ctx_type = context_type_of(&access.context);
-    let event = match until {
+    let ctx_type = context_type_of(context);
+    Ok(match until {
         Some(until) => Event::for_context(
             EventType::MemberMuted,
             ctx_type,
@@ -654,9 +669,7 @@ async fn set_mute(
             context_id,
             MemberRef { member_id: target },
         ),
-    };
-    outbox::record(&txn, vec![event]).await?;
-    outbox::commit(state, txn).await
+    })
 }
 
 /// The epoch keys the actor holds in a context, wrapped for it.

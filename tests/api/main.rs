@@ -23,6 +23,7 @@ mod hardening_gql;
 mod hardening_net;
 mod members;
 mod pagination;
+mod plugins_hooks;
 mod realtime;
 mod search;
 mod startup;

@@ -10,6 +10,7 @@
 pub mod bus;
 pub mod connections;
 pub mod filter;
+pub mod on_event;
 pub mod outbox;
 pub mod stream;
 

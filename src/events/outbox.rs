@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{Event, EventBus};
 use crate::error::{ServiceError, ServiceResult};
+use crate::plugins::Hook;
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -130,7 +131,7 @@ pub async fn record_decided(
     Ok(true)
 }
 
-fn parse(row: event::Model) -> Option<Event> {
+pub(super) fn parse(row: event::Model) -> Option<Event> {
     match serde_json::from_str::<Event>(&row.payload) {
         Ok(mut event) => {
             event.seq = row.seq;
@@ -151,10 +152,13 @@ async fn committed_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
         .map_or(0, |row| row.value))
 }
 
-/// Starts the relay: publishes every row committed from now on, in order.
+/// Starts the relay: publishes every row committed from now on, in order. While some
+/// plugin defines `on_event`, each published batch also goes to [`super::on_event`],
+/// which runs the hooks once across all nodes.
 pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
     let mut last = committed_seq(&state.db.read).await?;
     let weak = state.downgrade();
+    let hooks = super::on_event::spawn(state.downgrade());
     drop(state);
     tokio::spawn(async move {
         // Ends once the server is gone (see `WeakState`).
@@ -178,10 +182,28 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
                     }
                 };
                 let full = rows.len() as u64 == BATCH;
+                let after = last;
+                let hooked = state.plugins.wants(Hook::Event);
+                let mut published = Vec::new();
                 for row in rows {
                     last = row.seq;
                     if let Some(event) = parse(row) {
-                        state.events.bus.publish(Arc::new(event));
+                        let event = Arc::new(event);
+                        if hooked {
+                            published.push(event.clone());
+                        }
+                        state.events.bus.publish(event);
+                    }
+                }
+                if hooked && last > after {
+                    let batch = super::on_event::Batch {
+                        after,
+                        last,
+                        events: published,
+                    };
+                    // Waits only while the hooks are a whole queue behind.
+                    if hooks.send(batch).await.is_err() {
+                        tracing::warn!("the on_event task has stopped");
                     }
                 }
                 if !full {

@@ -19,16 +19,19 @@ use sea_orm::{
     TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Map;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::contexts::{self, Departure, Kind, MemberEntry, access_to, lock_context, messages};
+use super::hooks::{self, Scope};
 use super::pagination::{CursorKey, Page, PageParams};
 use super::roles::{Permission, Role};
 use super::{Actor, audit, unique_violation_or, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
+use crate::plugins::Hook;
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -503,8 +506,26 @@ async fn admit_self(
     Ok(())
 }
 
+/// What a non-member hears on trying to join a channel that is not public: 404 for an
+/// invisible one (it does not exist for them), otherwise 403.
+pub fn join_refusal(visibility: Visibility) -> ServiceError {
+    if visibility == Visibility::Invisible {
+        C.not_found()
+    } else {
+        ServiceError::forbidden("Join denied: the channel is not public")
+    }
+}
+
 /// Joins a public channel. Others need an invite (403; invisible ones are 404).
 pub async fn join(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Joined> {
+    let scope = Scope::context(C, id, actor.member_id, Some(actor.member_id));
+    let pending = hooks::before(state, Hook::Join, scope, Map::new()).await?;
+    let result = join_public(state, actor, id).await;
+    hooks::after(state, pending).await;
+    result
+}
+
+async fn join_public(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Joined> {
     let now = now_ms();
     let (_gate, txn) = contexts::begin(state, id).await?;
     let channel = lock_context(&txn, C, id).await?;
@@ -513,11 +534,7 @@ pub async fn join(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Jo
         .await?
         .is_some();
     if visibility != Visibility::Public && !member {
-        return Err(if visibility == Visibility::Invisible {
-            C.not_found()
-        } else {
-            ServiceError::forbidden("Join denied: the channel is not public")
-        });
+        return Err(join_refusal(visibility));
     }
     super::moderation::require_unlocked(&channel, now)?;
     let mut events = Vec::new();
@@ -544,6 +561,20 @@ pub struct Kicked {
 
 /// Kicks a member ranked below the actor (`KICK_MEMBERS`); the key rotates.
 pub async fn kick(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    target: Uuid,
+) -> ServiceResult<Kicked> {
+    // The API takes no reason for a kick, so `params` is empty.
+    let scope = Scope::context(C, id, actor.member_id, Some(target));
+    let pending = hooks::before(state, Hook::Kick, scope, Map::new()).await?;
+    let result = kick_member(state, actor, id, target).await;
+    hooks::after(state, pending).await;
+    result
+}
+
+async fn kick_member(
     state: &AppState,
     actor: &Actor,
     id: Uuid,
@@ -622,6 +653,33 @@ pub async fn create_invite(
     id: Uuid,
     input: CreateInvite,
 ) -> ServiceResult<InviteView> {
+    check_invite_limits(&input)?;
+    let mut params = Map::new();
+    params.insert("max_uses".into(), input.max_uses.into());
+    params.insert("expires_in_ms".into(), input.expires_in_ms.into());
+    let scope = Scope::context(C, id, actor.member_id, None);
+    let pending = hooks::before(state, Hook::InviteCreate, scope, params).await?;
+    // Plugins may change either limit (`()` for none); the result must still be valid.
+    let verdict = &pending.verdict;
+    let input = CreateInvite {
+        max_uses: verdict.optional_int("max_uses").unwrap_or(input.max_uses),
+        expires_in_ms: verdict
+            .optional_int("expires_in_ms")
+            .unwrap_or(input.expires_in_ms),
+    };
+    let result = match check_invite_limits(&input) {
+        Ok(()) => store_invite(state, actor, id, input).await,
+        Err(err) if !verdict.modified.is_empty() => Err(ServiceError::validation(format!(
+            "A moderation plugin changed the invite's limits: {}",
+            err.public_message()
+        ))),
+        Err(err) => Err(err),
+    };
+    hooks::after(state, pending).await;
+    result
+}
+
+fn check_invite_limits(input: &CreateInvite) -> ServiceResult<()> {
     if let Some(max) = input.max_uses
         && !(1..=MAX_INVITE_USES).contains(&max)
     {
@@ -636,6 +694,15 @@ pub async fn create_invite(
             "expiresInMs must be between 1000 and 31536000000",
         ));
     }
+    Ok(())
+}
+
+async fn store_invite(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    input: CreateInvite,
+) -> ServiceResult<InviteView> {
     // Checked and written under the channel's lock, so a concurrent deletion (or the
     // creator's removal) either happens first (404/403) or waits for this insert.
     let (_gate, txn) = contexts::begin(state, id).await?;
@@ -696,11 +763,61 @@ pub async fn redeem(
     id: Uuid,
     token: &str,
 ) -> ServiceResult<Redeemed> {
-    let not_found = || ServiceError::not_found("Invite token not found");
     if token.is_empty() || token.len() > 128 {
-        return Err(not_found());
+        return Err(invite_not_found());
     }
     let hash = hash_token(token);
+    let pendings = redeem_hooks(state, actor, id, &hash).await?;
+    let result = redeem_invite(state, actor, id, hash).await;
+    hooks::after_all(state, pendings).await;
+    result
+}
+
+fn invite_not_found() -> ServiceError {
+    ServiceError::not_found("Invite token not found")
+}
+
+/// `on_invite_redeem`, then `on_join` (a redemption admits a member), both with the
+/// invite's id (the hex SHA-256 of its token) and its creator. The invite is read only
+/// when a plugin defines either hook; an unknown one is 404 as in [`redeem_invite`].
+async fn redeem_hooks(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    hash: &[u8],
+) -> ServiceResult<Vec<hooks::Pending>> {
+    if !state.plugins.wants(Hook::InviteRedeem) && !state.plugins.wants(Hook::Join) {
+        return Ok(Vec::new());
+    }
+    let invite = invite::Entity::find_by_id(hash.to_vec())
+        .filter(invite::Column::ChannelId.eq(id))
+        .one(&state.db.read)
+        .await?
+        .ok_or_else(invite_not_found)?;
+    let mut params = Map::new();
+    params.insert("invite_id".into(), hex::encode(hash).into());
+    params.insert(
+        "invite_creator_id".into(),
+        invite.created_by.to_string().into(),
+    );
+    let scope = Scope::context(C, id, actor.member_id, Some(actor.member_id));
+    let redeeming = hooks::before(state, Hook::InviteRedeem, scope.clone(), params.clone()).await?;
+    match hooks::before(state, Hook::Join, scope, params).await {
+        Ok(joining) => Ok(vec![redeeming, joining]),
+        Err(err) => {
+            hooks::after(state, redeeming).await;
+            Err(err)
+        }
+    }
+}
+
+async fn redeem_invite(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    hash: Vec<u8>,
+) -> ServiceResult<Redeemed> {
+    let not_found = invite_not_found;
     let now = now_ms();
     let (_gate, txn) = contexts::begin(state, id).await?;
     // A missing channel answers exactly like a wrong token: the path reveals nothing.

@@ -14,11 +14,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::hooks::{self, Scope};
 use super::pagination::{CursorKey, Direction, Page, PageParams};
 use super::{Actor, ids, members, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
+use crate::plugins::Hook;
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -118,8 +120,42 @@ pub async fn send(
     if members::has_blocked(&db.read, recipient.id, sender.id).await? {
         return Err(ServiceError::not_found(NOT_REACHABLE));
     }
+    // Asked before the conversation is made, so a refused first message leaves nothing.
+    let pending = if state.plugins.wants(Hook::Message) {
+        let existing = find_conversation(&db.read, sender.id, recipient.id).await?;
+        let scope = Scope::conversation(existing, sender.id, recipient.id);
+        hooks::before_message(state, scope, "send", &input.content, None).await?
+    } else {
+        hooks::Pending::none_for(Hook::Message)
+    };
+    let content = match pending.verdict.string("content") {
+        None => Ok(input.content),
+        Some(changed) => validate::message_content(changed)
+            .map(|()| changed.to_owned())
+            .map_err(|err| {
+                ServiceError::validation(format!(
+                    "A moderation plugin changed the content: {}",
+                    err.public_message()
+                ))
+            }),
+    };
+    let result = match content {
+        Ok(content) => store(state, actor, sender, recipient, content).await,
+        Err(err) => Err(err),
+    };
+    hooks::after(state, pending).await;
+    result
+}
 
-    let copies = encrypt_copies(state, &sender, &recipient, input.content).await?;
+/// Encrypts and stores a direct message (its hook already asked).
+async fn store(
+    state: &AppState,
+    actor: &Actor,
+    sender: member::Model,
+    recipient: member::Model,
+    content: String,
+) -> ServiceResult<DirectMessageView> {
+    let copies = encrypt_copies(state, &sender, &recipient, content).await?;
     let conversation_id = ensure_conversation(state, sender.id, recipient.id).await?;
 
     let (_gate, txn) = super::contexts::begin(state, conversation_id).await?;
@@ -218,8 +254,8 @@ async fn ensure_conversation(state: &AppState, a: Uuid, b: Uuid) -> ServiceResul
             .filter(conversation::Column::MemberLow.eq(low))
             .filter(conversation::Column::MemberHigh.eq(high))
     };
-    if let Some(existing) = find().one(&state.db.read).await? {
-        return Ok(existing.id);
+    if let Some(existing) = find_conversation(&state.db.read, a, b).await? {
+        return Ok(existing);
     }
     let now = now_ms();
     conversation::Entity::insert(conversation::ActiveModel {
@@ -242,6 +278,21 @@ async fn ensure_conversation(state: &AppState, a: Uuid, b: Uuid) -> ServiceResul
         .await?
         .map(|row| row.id)
         .ok_or_else(|| ServiceError::internal("conversation vanished after insert"))
+}
+
+/// The id of the conversation between two members, if there is one.
+async fn find_conversation(
+    db: &impl ConnectionTrait,
+    a: Uuid,
+    b: Uuid,
+) -> ServiceResult<Option<Uuid>> {
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    Ok(conversation::Entity::find()
+        .filter(conversation::Column::MemberLow.eq(low))
+        .filter(conversation::Column::MemberHigh.eq(high))
+        .one(db)
+        .await?
+        .map(|row| row.id))
 }
 
 /// Reads a conversation inside a transaction, holding its row lock on PostgreSQL (SQLite

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::contexts::{self, Kind, Left, MemberEntry, access_to, lock_context, messages};
+use super::hooks::{self, Scope};
 use super::keys;
 use super::pagination::{CursorKey, Page, PageParams};
 use super::roles::{Permission, Role};
@@ -21,6 +22,7 @@ use super::{Actor, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
+use crate::plugins::Hook;
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -301,6 +303,31 @@ pub async fn add_members(
             "memberIds must be a non-empty array",
         ));
     }
+    // One `on_join` per newcomer, the adder as actor; one deny refuses the whole add.
+    let mut pendings = Vec::new();
+    if state.plugins.wants(Hook::Join) {
+        for newcomer in &ids {
+            let scope = Scope::context(Kind::Group, id, actor.member_id, Some(*newcomer));
+            match hooks::before(state, Hook::Join, scope, serde_json::Map::new()).await {
+                Ok(pending) => pendings.push(pending),
+                Err(err) => {
+                    hooks::after_all(state, pendings).await;
+                    return Err(err);
+                }
+            }
+        }
+    }
+    let result = admit_members(state, actor, id, ids).await;
+    hooks::after_all(state, pendings).await;
+    result
+}
+
+async fn admit_members(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    ids: Vec<Uuid>,
+) -> ServiceResult<Added> {
     let access = contexts::require_member(&state.db.read, Kind::Group, id, actor).await?;
     access.require(Permission::ManageMembers)?;
     require_registered(state, &ids).await?;
@@ -349,6 +376,19 @@ pub struct RemovedMember {
 
 /// Removes a member ranked below the actor; the key rotates and the member's copies go.
 pub async fn remove_member(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    target: Uuid,
+) -> ServiceResult<RemovedMember> {
+    let scope = Scope::context(Kind::Group, id, actor.member_id, Some(target));
+    let pending = hooks::before(state, Hook::Remove, scope, serde_json::Map::new()).await?;
+    let result = remove_one(state, actor, id, target).await;
+    hooks::after(state, pending).await;
+    result
+}
+
+async fn remove_one(
     state: &AppState,
     actor: &Actor,
     id: Uuid,

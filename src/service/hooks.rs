@@ -47,6 +47,17 @@ impl Scope {
             target,
         }
     }
+
+    /// A hook in a direct conversation: `target` is the recipient. `conversation` is
+    /// `None` for a first message, whose conversation does not exist yet.
+    pub fn conversation(conversation: Option<Uuid>, actor: Uuid, recipient: Uuid) -> Self {
+        Self {
+            context: None,
+            conversation: Some(conversation.unwrap_or_else(Uuid::nil)),
+            actor: Some(actor),
+            target: Some(recipient),
+        }
+    }
 }
 
 /// The plugins' verdict on a hook call, to settle with [`after`].
@@ -66,6 +77,20 @@ impl Pending {
             verdict: Verdict::default(),
         }
     }
+
+    /// Nothing to do, for a caller that skipped [`before`] because no plugin defines
+    /// `hook` (and so built no scope).
+    pub fn none_for(hook: Hook) -> Self {
+        Self::none(
+            Scope {
+                context: None,
+                conversation: None,
+                actor: None,
+                target: None,
+            },
+            hook,
+        )
+    }
 }
 
 /// Asks the plugins about an action before it happens. A deny is recorded, its actions
@@ -81,6 +106,9 @@ pub async fn before(
         return Ok(Pending::none(scope, hook));
     }
     let call = build_call(state, hook, &scope, params).await?;
+    if let Some(refusal) = outsider_refusal(&call, &scope) {
+        return Err(refusal);
+    }
     let verdict = state.plugins.decide(call).await;
     let pending = Pending {
         scope,
@@ -97,6 +125,56 @@ pub async fn before(
         });
     }
     Ok(pending)
+}
+
+/// `on_message` for a send or an edit: [`before`] with the params the server parses out of
+/// the text (`kind`, `content`, `message_id` on an edit, `links`, `mentions`; see
+/// [`super::message_facts`]), parsed only when some plugin defines `on_message`.
+pub async fn before_message(
+    state: &AppState,
+    scope: Scope,
+    kind: &str,
+    content: &str,
+    message_id: Option<Uuid>,
+) -> ServiceResult<Pending> {
+    if !state.plugins.wants(Hook::Message) {
+        return Ok(Pending::none(scope, Hook::Message));
+    }
+    let params = super::message_facts::message_params(kind, content, message_id);
+    before(state, Hook::Message, scope, params).await
+}
+
+/// Settles several pending verdicts (see [`after`]), in order.
+pub async fn after_all(state: &AppState, pendings: Vec<Pending>) {
+    for pending in pendings {
+        after(state, pending).await;
+    }
+}
+
+/// What the action itself would answer someone outside the context, so that no plugin is
+/// asked (and no plugin's 403 reveals an invisible channel) on behalf of a member who may
+/// not act there: the actor must be a member, except when it is joining (a public channel,
+/// or with an invite) or redeeming an invite.
+fn outsider_refusal(call: &HookCall, scope: &Scope) -> Option<ServiceError> {
+    let (kind, _) = scope.context?;
+    let context = call.context.as_ref()?;
+    let is_member = call.actor.as_ref().is_some_and(|a| a.role.is_some());
+    if is_member || scope.actor.is_none() {
+        return None;
+    }
+    match call.hook {
+        Hook::InviteRedeem => None,
+        Hook::Join if call.params.contains_key("invite_id") => None,
+        Hook::Join if scope.actor == scope.target && kind == Kind::Channel => {
+            let visibility = super::channels::Visibility::parse(context.visibility.as_deref());
+            (visibility != super::channels::Visibility::Public)
+                .then(|| super::channels::join_refusal(visibility))
+        }
+        _ => Some(super::contexts::outsider_error(
+            kind,
+            context.visibility.as_deref(),
+        )),
+    }
 }
 
 /// After the hook's own action has committed or been refused: records the plugins'
@@ -126,16 +204,18 @@ pub async fn on_event(state: &AppState, event: &crate::events::Event) -> Service
     if !state.plugins.wants(Hook::Event) || event.from_plugin {
         return Ok(());
     }
+    if !runs_on_event(event) {
+        return Ok(());
+    }
     let kind = match event.context_type {
         ContextType::Group => Kind::Group,
-        ContextType::Channel => Kind::Channel,
-        // Conversations and presence have no group or channel to act in.
-        _ => return Ok(()),
+        _ => Kind::Channel,
     };
-    let member = event
-        .data
-        .get("memberId")
-        .and_then(Value::as_str)
+    // The member the event is about: `memberId` (membership, roles, mutes, reactions) or
+    // a message's `senderId`.
+    let member = ["memberId", "senderId"]
+        .iter()
+        .find_map(|key| event.data.get(*key).and_then(Value::as_str))
         .and_then(|id| Uuid::parse_str(id).ok());
     let scope = Scope::context(kind, event.context_id, member.unwrap_or_default(), member);
     let scope = Scope {
@@ -161,6 +241,26 @@ pub async fn on_event(state: &AppState, event: &crate::events::Event) -> Service
     )
     .await;
     Ok(())
+}
+
+/// Whether `on_event` runs on this event: every committed `communication:*` event of a
+/// group or channel, except those a plugin's action made (plugins never call each other
+/// in a loop) and typing indicators. Typing is left out because it is chatter, not
+/// something moderation acts on, and it comes at the rate of keystrokes: each would cost
+/// a `ctx` (several queries) and a script run. Presence (context `member`) and direct
+/// conversations have no group or channel whose plugins' settings and actions could
+/// apply, so they are left out too.
+pub fn runs_on_event(event: &crate::events::Event) -> bool {
+    use crate::events::{ContextType, EventType};
+    !event.from_plugin
+        && matches!(
+            event.context_type,
+            ContextType::Group | ContextType::Channel
+        )
+        && !matches!(
+            event.event_type,
+            EventType::TypingStart | EventType::TypingStop
+        )
 }
 
 /// Builds a hook's `ctx` from the database: the facts plugins read without queries.
@@ -199,7 +299,7 @@ pub async fn build_call(
     };
     let context = if let Some((kind, id)) = scope.context {
         let row = context::Entity::find_by_id(id).one(db).await?;
-        let Some(row) = row else {
+        let Some(row) = row.filter(|row| row.kind == kind.as_str()) else {
             return Err(kind.not_found());
         };
         let rows = if ids.is_empty() {
@@ -247,7 +347,8 @@ pub async fn build_call(
             joins_last_minute,
         })
     } else if let Some(id) = scope.conversation {
-        if let Some(person) = actor.as_mut() {
+        // `Uuid::nil()`: a first message, whose conversation does not exist yet.
+        if let Some(person) = actor.as_mut().filter(|_| !id.is_nil()) {
             let sender = scope.actor.unwrap_or_default();
             let (n, last): (i64, Option<i64>) = dm_message::Entity::find()
                 .select_only()
@@ -264,7 +365,11 @@ pub async fn build_call(
         }
         Some(ContextFacts {
             kind: "conversation".to_owned(),
-            id: id.to_string(),
+            id: if id.is_nil() {
+                String::new()
+            } else {
+                id.to_string()
+            },
             name: String::new(),
             visibility: None,
             member_count: 2,

@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod ids;
 pub mod keys;
 pub mod members;
+pub mod message_facts;
 pub mod moderation;
 pub mod pagination;
 pub mod presence;

@@ -26,6 +26,7 @@ mod pagination;
 mod plugin_examples;
 mod plugins_host;
 mod plugins_actions;
+mod plugins_hooks;
 mod realtime;
 mod search;
 mod startup;

@@ -19,7 +19,9 @@ use super::{Access, Kind, access_to, begin, lock_context, membership, require_me
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
+use crate::plugins::Hook;
 use crate::service::conversations::MessageRef;
+use crate::service::hooks::{self, Scope};
 use crate::service::pagination::{CursorKey, Direction, Page, PageParams};
 use crate::service::roles::{Permission, Role};
 use crate::service::{Actor, ids, keys, unique_violation_or, validate};
@@ -179,6 +181,45 @@ pub async fn send(
     input: ContentRequest,
 ) -> ServiceResult<MessageView> {
     validate::message_content(&input.content)?;
+    let scope = Scope::context(kind, context_id, actor.member_id, None);
+    let pending = hooks::before_message(state, scope, "send", &input.content, None).await?;
+    let result = match modified_content(&pending, input) {
+        Ok(input) => store_new(state, actor, kind, context_id, input).await,
+        Err(err) => Err(err),
+    };
+    hooks::after(state, pending).await;
+    result
+}
+
+/// The content to store: the request's, or what a plugin changed it to, which must still
+/// be valid content.
+fn modified_content(
+    pending: &hooks::Pending,
+    input: ContentRequest,
+) -> ServiceResult<ContentRequest> {
+    match pending.verdict.string("content") {
+        None => Ok(input),
+        Some(content) => {
+            validate::message_content(content).map_err(|err| {
+                ServiceError::validation(format!(
+                    "A moderation plugin changed the content: {}",
+                    err.public_message()
+                ))
+            })?;
+            Ok(ContentRequest {
+                content: content.to_owned(),
+            })
+        }
+    }
+}
+
+async fn store_new(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    input: ContentRequest,
+) -> ServiceResult<MessageView> {
     let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require(Permission::SendMessages)?;
@@ -357,6 +398,25 @@ pub async fn edit(
     input: ContentRequest,
 ) -> ServiceResult<MessageView> {
     validate::message_content(&input.content)?;
+    let scope = Scope::context(kind, context_id, actor.member_id, None);
+    let pending =
+        hooks::before_message(state, scope, "edit", &input.content, Some(message_id)).await?;
+    let result = match modified_content(&pending, input) {
+        Ok(input) => store_edit(state, actor, kind, context_id, message_id, input).await,
+        Err(err) => Err(err),
+    };
+    hooks::after(state, pending).await;
+    result
+}
+
+async fn store_edit(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+    input: ContentRequest,
+) -> ServiceResult<MessageView> {
     let now = now_ms();
     let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
@@ -539,6 +599,24 @@ pub async fn react(
     input: ReactionRequest,
 ) -> ServiceResult<ReactionView> {
     validate::emoji(&input.emoji)?;
+    let mut params = serde_json::Map::new();
+    params.insert("emoji".into(), input.emoji.clone().into());
+    params.insert("message_id".into(), message_id.to_string().into());
+    let scope = Scope::context(kind, context_id, actor.member_id, None);
+    let pending = hooks::before(state, Hook::Reaction, scope, params).await?;
+    let result = store_reaction(state, actor, kind, context_id, message_id, input).await;
+    hooks::after(state, pending).await;
+    result
+}
+
+async fn store_reaction(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    context_id: Uuid,
+    message_id: Uuid,
+    input: ReactionRequest,
+) -> ServiceResult<ReactionView> {
     let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
     access.require_not_muted(now_ms())?;

@@ -13,11 +13,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::hooks::{self, Scope};
 use super::keys::{self, Recipient};
 use super::roles::{Permission, Role, may_assign};
 use super::{Actor, validate};
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
+use crate::plugins::Hook;
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -194,14 +196,22 @@ pub async fn membership(
 /// What a non-member is told: 404 for an invisible channel (it does not exist for them),
 /// otherwise 403.
 pub fn non_member_error(context: &context::Model) -> ServiceError {
-    if context.kind == Kind::Channel.as_str() && context.visibility.as_deref() == Some("invisible")
-    {
+    let kind = if context.kind == Kind::Group.as_str() {
+        Kind::Group
+    } else {
+        Kind::Channel
+    };
+    outsider_error(kind, context.visibility.as_deref())
+}
+
+/// [`non_member_error`] from a context's kind and visibility.
+pub fn outsider_error(kind: Kind, visibility: Option<&str>) -> ServiceError {
+    if kind == Kind::Channel && visibility == Some("invisible") {
         return Kind::Channel.not_found();
     }
-    let noun = if context.kind == Kind::Group.as_str() {
-        "group"
-    } else {
-        "channel"
+    let noun = match kind {
+        Kind::Group => "group",
+        Kind::Channel => "channel",
     };
     ServiceError::forbidden(format!("Not a {noun} member"))
 }
@@ -549,12 +559,31 @@ pub async fn mute(
     input: MuteRequest,
 ) -> ServiceResult<Muted> {
     let duration = validate::mute_duration(input.duration_ms)?;
-    let until = now_ms() + duration;
-    set_mute(state, actor, kind, context_id, target, Some(until)).await?;
-    Ok(Muted {
-        muted: true,
-        until: rfc3339(until),
-    })
+    let mut params = serde_json::Map::new();
+    params.insert("duration_ms".into(), duration.into());
+    let scope = Scope::context(kind, context_id, actor.member_id, Some(target));
+    let pending = hooks::before(state, Hook::Mute, scope, params).await?;
+    let result = async {
+        // A plugin may shorten or lengthen the mute; the value must still be a valid one.
+        let duration = match pending.verdict.int("duration_ms") {
+            Some(changed) => validate::mute_duration(changed).map_err(|err| {
+                ServiceError::validation(format!(
+                    "A moderation plugin changed durationMs to {changed}: {}",
+                    err.public_message()
+                ))
+            })?,
+            None => duration,
+        };
+        let until = now_ms() + duration;
+        set_mute(state, actor, kind, context_id, target, Some(until)).await?;
+        Ok(Muted {
+            muted: true,
+            until: rfc3339(until),
+        })
+    }
+    .await;
+    hooks::after(state, pending).await;
+    result
 }
 
 /// Lifts a mute.
@@ -565,8 +594,11 @@ pub async fn unmute(
     context_id: Uuid,
     target: Uuid,
 ) -> ServiceResult<Unmuted> {
-    set_mute(state, actor, kind, context_id, target, None).await?;
-    Ok(Unmuted { unmuted: true })
+    let scope = Scope::context(kind, context_id, actor.member_id, Some(target));
+    let pending = hooks::before(state, Hook::Unmute, scope, serde_json::Map::new()).await?;
+    let result = set_mute(state, actor, kind, context_id, target, None).await;
+    hooks::after(state, pending).await;
+    result.map(|()| Unmuted { unmuted: true })
 }
 
 /// `{memberId, until}`: the data of `member_muted`.
@@ -737,6 +769,23 @@ pub struct RoleAssigned {
 /// target's; nobody hands out a role at or above their own, except the owner handing over
 /// `owner`, which makes the old owner an admin.
 pub async fn assign_role(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    id: Uuid,
+    target: Uuid,
+    input: AssignRole,
+) -> ServiceResult<RoleAssigned> {
+    let mut params = serde_json::Map::new();
+    params.insert("role".into(), input.role.as_str().into());
+    let scope = Scope::context(kind, id, actor.member_id, Some(target));
+    let pending = hooks::before(state, Hook::RoleAssign, scope, params).await?;
+    let result = store_role(state, actor, kind, id, target, input).await;
+    hooks::after(state, pending).await;
+    result
+}
+
+async fn store_role(
     state: &AppState,
     actor: &Actor,
     kind: Kind,

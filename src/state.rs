@@ -38,6 +38,8 @@ pub struct Inner {
     pub search: Search,
     /// Moderation plugins.
     pub plugins: crate::plugins::Plugins,
+    /// What plugin hooks are told, kept where it changes rarely.
+    pub facts: crate::service::facts::FactsCache,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             connections: ConnectionCounter::default(),
             search: Search::new(index),
             plugins,
+            facts: Default::default(),
         }))
     }
 }

@@ -47,7 +47,10 @@ pub async fn start_server(client: &reqwest::Client, env: &[(&str, String)]) -> S
     let mut child = command
         .env("BRIGHTCHAT_DATA_DIR", dir.path())
         .env("BRIGHTCHAT_BIND", format!("127.0.0.1:{port}"))
-        .env("BRIGHTCHAT_LOG", "warn")
+        .env(
+            "BRIGHTCHAT_LOG",
+            std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
+        )
         .env("BRIGHTCHAT_WS_BUFFER", "4096")
         .stdout(Stdio::null())
         .spawn()

@@ -14,7 +14,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Event, EventBus};
+use super::{Event, EventBus, EventType};
 use crate::error::{ServiceError, ServiceResult};
 use crate::plugins::Hook;
 use crate::state::AppState;
@@ -99,6 +99,40 @@ pub async fn commit(state: &AppState, txn: sea_orm::DatabaseTransaction) -> Serv
     state.events.wake();
     state.search.wake.notify_one();
     Ok(())
+}
+
+/// Keeps the hook facts of every node current (see `service::facts`): messages sent
+/// anywhere count for their senders; membership, role, deletion and settings changes drop
+/// what is kept of the context.
+fn note_facts(state: &AppState, event: &Event) {
+    use super::ContextType;
+    if !matches!(
+        event.context_type,
+        ContextType::Group | ContextType::Channel
+    ) {
+        return;
+    }
+    match event.event_type {
+        EventType::MessageSent => {
+            let field = |name: &str| event.data.get(name).and_then(serde_json::Value::as_str);
+            let sender = field("senderId").and_then(|s| Uuid::parse_str(s).ok());
+            let id = field("id").and_then(|s| Uuid::parse_str(s).ok());
+            let at = field("createdAt")
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.timestamp_millis());
+            if let (Some(sender), Some(id), Some(at)) = (sender, id, at) {
+                state.facts.note_message(event.context_id, sender, id, at);
+            }
+        }
+        EventType::MemberJoined
+        | EventType::MemberLeft
+        | EventType::MemberKicked
+        | EventType::RoleChanged
+        | EventType::MessageDeleted
+        | EventType::ChannelUpdated
+        | EventType::ChannelDeleted => state.facts.forget(event.context_id),
+        _ => {}
+    }
 }
 
 /// Records `events` in a transaction of their own (for changes that touch nothing else,
@@ -189,6 +223,7 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
                     last = row.seq;
                     if let Some(event) = parse(row) {
                         let event = Arc::new(event);
+                        note_facts(&state, &event);
                         if hooked {
                             published.push(event.clone());
                         }

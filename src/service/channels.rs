@@ -357,6 +357,7 @@ pub async fn update(
     id: Uuid,
     input: UpdateChannel,
 ) -> ServiceResult<ChannelSettings> {
+    state.facts.forget(id);
     if let Some(name) = &input.name {
         validate::channel_name(name)?;
     }

@@ -14,9 +14,9 @@
 //! `before` runs before any gate or row lock is taken, so a slow plugin holds up nothing
 //! but its own request.
 
-use entity::{context, context_member, context_message, dm_message, member};
+use entity::dm_message;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -273,23 +273,11 @@ pub async fn build_call(
     let db = &state.db.read;
     let now = now_ms();
     let ids: Vec<Uuid> = scope.actor.into_iter().chain(scope.target).collect();
-    let mut members = if ids.is_empty() {
-        Vec::new()
-    } else {
-        member::Entity::find()
-            .filter(member::Column::Id.is_in(ids.clone()))
-            .all(db)
-            .await?
-    };
+    let mut profiles = state.facts.profiles(db, &ids).await?;
     let mut facts = |id: Uuid| -> Option<MemberFacts> {
-        let at = members.iter().position(|m| m.id == id)?;
-        let row = members.swap_remove(at);
-        Some(MemberFacts {
-            id: row.id.to_string(),
-            display_name: row.display_name,
-            registered_at_ms: row.created_at,
-            ..MemberFacts::default()
-        })
+        let id = id.to_string();
+        let at = profiles.iter().position(|m| m.id == id)?;
+        Some(profiles.swap_remove(at))
     };
     let mut actor = scope.actor.and_then(&mut facts);
     let mut target = match (scope.target, scope.actor) {
@@ -297,87 +285,71 @@ pub async fn build_call(
         (Some(t), _) => facts(t),
         _ => None,
     };
-    let context = if let Some((kind, id)) = scope.context {
-        let row = context::Entity::find_by_id(id).one(db).await?;
-        let Some(row) = row.filter(|row| row.kind == kind.as_str()) else {
-            return Err(kind.not_found());
-        };
-        let rows = if ids.is_empty() {
-            Vec::new()
-        } else {
-            context_member::Entity::find()
-                .filter(context_member::Column::ContextId.eq(id))
-                .filter(context_member::Column::MemberId.is_in(ids.clone()))
-                .all(db)
+    let context =
+        if let Some((kind, id)) = scope.context {
+            let Some(info) = state
+                .facts
+                .context(db, id, now)
                 .await?
-        };
-        let counts: Vec<(Uuid, i64, Option<i64>)> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            context_message::Entity::find()
-                .select_only()
-                .column(context_message::Column::SenderId)
-                .column_as(Expr::col(context_message::Column::Id).count(), "n")
-                .column_as(Expr::col(context_message::Column::CreatedAt).max(), "last")
-                .filter(context_message::Column::ContextId.eq(id))
-                .filter(context_message::Column::SenderId.is_in(ids.clone()))
-                .group_by(context_message::Column::SenderId)
-                .into_tuple()
-                .all(db)
-                .await?
-        };
-        for person in [&mut actor, &mut target].into_iter().flatten() {
-            if let Some(row) = rows.iter().find(|r| r.member_id.to_string() == person.id) {
-                person.role = Some(row.role.clone());
-                person.joined_at_ms = Some(row.joined_at);
+                .filter(|info| info.kind == kind.as_str())
+            else {
+                return Err(kind.not_found());
+            };
+            let standings = super::facts::standings(&state.facts, db, id, &ids).await?;
+            for (person, standing) in [&mut actor, &mut target].into_iter().zip(
+                [scope.actor, scope.target].into_iter().map(|who| {
+                    who.and_then(|who| ids.iter().position(|m| *m == who))
+                        .map(|at| standings[at].clone())
+                }),
+            ) {
+                if let (Some(person), Some(standing)) = (person, standing) {
+                    person.role = standing.role;
+                    person.joined_at_ms = standing.joined_at;
+                    person.message_count = standing.message_count;
+                    person.last_message_at_ms = standing.last_message_at;
+                }
             }
-            if let Some((_, n, last)) = counts.iter().find(|c| c.0.to_string() == person.id) {
-                person.message_count = *n;
-                person.last_message_at_ms = *last;
+            let joins_last_minute = info.joins_last_minute;
+            Some(ContextFacts {
+                kind: kind.as_str().to_owned(),
+                id: id.to_string(),
+                name: info.name,
+                visibility: info.visibility,
+                member_count: info.member_count,
+                joins_last_minute,
+            })
+        } else if let Some(id) = scope.conversation {
+            // `Uuid::nil()`: a first message, whose conversation does not exist yet.
+            if let Some(person) = actor.as_mut().filter(|_| !id.is_nil()) {
+                let sender = scope.actor.unwrap_or_default();
+                let (n, last): (i64, Option<i64>) = dm_message::Entity::find()
+                    .select_only()
+                    .column_as(Expr::col(dm_message::Column::Id).count(), "n")
+                    .column_as(Expr::col(dm_message::Column::CreatedAt).max(), "last")
+                    .filter(dm_message::Column::ConversationId.eq(id))
+                    .filter(dm_message::Column::SenderId.eq(sender))
+                    .into_tuple()
+                    .one(db)
+                    .await?
+                    .unwrap_or((0, None));
+                person.message_count = n;
+                person.last_message_at_ms = last;
             }
-        }
-        let member_count = count_members(db, id, None).await?;
-        let joins_last_minute = count_members(db, id, Some(now - 60_000)).await?;
-        Some(ContextFacts {
-            kind: kind.as_str().to_owned(),
-            id: id.to_string(),
-            name: row.name,
-            visibility: row.visibility,
-            member_count,
-            joins_last_minute,
-        })
-    } else if let Some(id) = scope.conversation {
-        // `Uuid::nil()`: a first message, whose conversation does not exist yet.
-        if let Some(person) = actor.as_mut().filter(|_| !id.is_nil()) {
-            let sender = scope.actor.unwrap_or_default();
-            let (n, last): (i64, Option<i64>) = dm_message::Entity::find()
-                .select_only()
-                .column_as(Expr::col(dm_message::Column::Id).count(), "n")
-                .column_as(Expr::col(dm_message::Column::CreatedAt).max(), "last")
-                .filter(dm_message::Column::ConversationId.eq(id))
-                .filter(dm_message::Column::SenderId.eq(sender))
-                .into_tuple()
-                .one(db)
-                .await?
-                .unwrap_or((0, None));
-            person.message_count = n;
-            person.last_message_at_ms = last;
-        }
-        Some(ContextFacts {
-            kind: "conversation".to_owned(),
-            id: if id.is_nil() {
-                String::new()
-            } else {
-                id.to_string()
-            },
-            name: String::new(),
-            visibility: None,
-            member_count: 2,
-            joins_last_minute: 0,
-        })
-    } else {
-        None
-    };
+            Some(ContextFacts {
+                kind: "conversation".to_owned(),
+                id: if id.is_nil() {
+                    String::new()
+                } else {
+                    id.to_string()
+                },
+                name: String::new(),
+                visibility: None,
+                member_count: 2,
+                joins_last_minute: 0,
+            })
+        } else {
+            None
+        };
     Ok(HookCall {
         hook,
         actor,
@@ -386,21 +358,6 @@ pub async fn build_call(
         params,
         now_ms: now,
     })
-}
-
-async fn count_members(
-    db: &impl ConnectionTrait,
-    context_id: Uuid,
-    joined_after: Option<i64>,
-) -> ServiceResult<i64> {
-    let mut query = context_member::Entity::find()
-        .select_only()
-        .column_as(Expr::col(context_member::Column::MemberId).count(), "n")
-        .filter(context_member::Column::ContextId.eq(context_id));
-    if let Some(after) = joined_after {
-        query = query.filter(context_member::Column::JoinedAt.gt(after));
-    }
-    Ok(query.into_tuple::<i64>().one(db).await?.unwrap_or(0))
 }
 
 /// Writes the plugins' decisions (`denied`, `modified`, `simulated`) and simulated actions

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod channels;
 pub mod contexts;
 pub mod conversations;
+pub mod facts;
 pub mod gates;
 pub mod groups;
 pub mod hooks;

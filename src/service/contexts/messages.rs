@@ -272,6 +272,9 @@ async fn store_new(
     .about_message(message.id);
     outbox::record(&txn, vec![event]).await?;
     outbox::commit(state, txn).await?;
+    state
+        .facts
+        .note_message(context_id, actor.member_id, id, created_at);
     Ok(message)
 }
 

@@ -303,6 +303,7 @@ pub async fn admit(
         rotate,
         announce,
     } = how;
+    state.facts.forget(context.id);
     let ids: Vec<Uuid> = newcomers.iter().map(|(id, _)| *id).collect();
     // Without history, newcomers see only messages issued after this point.
     let history_after = if with_history {
@@ -427,6 +428,7 @@ pub async fn depart(
     now: i64,
     events: &mut Vec<Event>,
 ) -> ServiceResult<Departure> {
+    state.facts.forget(context.id);
     let event_type = match reason {
         DepartureReason::Left => EventType::MemberLeft,
         DepartureReason::Removed => EventType::MemberKicked,
@@ -781,6 +783,7 @@ pub async fn assign_role(
     let scope = Scope::context(kind, id, actor.member_id, Some(target));
     let pending = hooks::before(state, Hook::RoleAssign, scope, params).await?;
     let result = store_role(state, actor, kind, id, target, input).await;
+    state.facts.forget(id);
     hooks::after(state, pending).await;
     result
 }

@@ -129,8 +129,8 @@ pub async fn record(
 pub struct AuditView {
     pub id: Uuid,
     /// `mute`, `unmute`, `kick`, `remove`, `role_change`, `invite_create`, `invite_redeem`,
-    /// `join`, `settings_change`, `message_delete`, `message`, `purge`, `lock`, `slow_mode`,
-    /// `invite_revoke`, `alert` or `warn`.
+    /// `join`, `settings_change`, `message_delete`, `message`, `reaction`, `purge`, `lock`,
+    /// `slow_mode`, `invite_revoke`, `alert` or `warn`.
     pub action: String,
     pub actor_id: Option<Uuid>,
     pub target_id: Option<Uuid>,

@@ -370,6 +370,15 @@ async fn record_decisions(
     verdict: &Verdict,
 ) -> ServiceResult<()> {
     let Some((kind, context_id)) = scope.context else {
+        for queued in verdict.actions.iter().filter(|q| q.simulated) {
+            tracing::info!(
+                plugin = %queued.plugin,
+                hook = hook.function(),
+                action = queued.action.audit_action(),
+                outcome = "simulated",
+                "plugin action"
+            );
+        }
         for decision in &verdict.decisions {
             tracing::info!(
                 plugin = %decision.plugin,
@@ -404,7 +413,7 @@ async fn record_decisions(
             entries.push(super::audit::Entry {
                 kind,
                 context_id,
-                action: action.audit_action(),
+                action: super::moderation::audit_action(kind, action),
                 actor: None,
                 target: super::moderation::action_target(action),
                 outcome: "simulated",

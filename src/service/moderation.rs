@@ -79,7 +79,7 @@ pub async fn run_actions(state: &AppState, scope: &Scope, actions: Vec<QueuedAct
             context_id,
             plugin: &queued.plugin,
         };
-        let action = queued.action.audit_action();
+        let action = audit_action(kind, &queued.action);
         match run.carry_out(&queued.action).await {
             Ok(Done::Carried) => {
                 tracing::info!(plugin = %queued.plugin, action, context = %context_id, "plugin action carried out");
@@ -306,12 +306,15 @@ impl Run<'_> {
             return Err(ServiceError::validation("The lock's end has passed"));
         }
         let (_gate, txn, mut context) = self.begin().await?;
-        let until = context
-            .locked_until
-            .filter(|current| *current > until)
-            .unwrap_or(until);
-        context.locked_until = Some(until);
-        context.lock_reason = non_empty(reason);
+        // A lock already running longer is kept, with its own reason.
+        match context.locked_until.filter(|current| *current > until) {
+            Some(_) => {}
+            None => {
+                context.locked_until = Some(until);
+                context.lock_reason = non_empty(reason);
+            }
+        }
+        let until = context.locked_until.unwrap_or(until);
         context::Entity::update_many()
             .col_expr(context::Column::LockedUntil, context.locked_until.into())
             .col_expr(
@@ -675,6 +678,15 @@ pub async fn unlock(
     outbox::record(&txn, vec![restrictions_event(&context, now)]).await?;
     outbox::commit(state, txn).await?;
     Ok(Unlocked { unlocked: true })
+}
+
+/// The audit log's `action` for a plugin action in a context: removing a member from a
+/// group is `remove`, as when a person does it.
+pub fn audit_action(kind: Kind, action: &PlannedAction) -> &'static str {
+    match (kind, action) {
+        (Kind::Group, PlannedAction::KickMember { .. }) => "remove",
+        _ => action.audit_action(),
+    }
 }
 
 /// The member an action is about, for the audit log.

@@ -326,3 +326,138 @@ fn plugins_run_prints_decision_actions_and_state() {
     assert_eq!(report["result"]["decision"], "allow");
     assert_eq!(report["state_changes"][0]["value"], 1);
 }
+
+/// The contract's example, end to end with the shipped flood-control policy: the third
+/// refused message in ten minutes mutes the sender for an hour, deletes what it just sent
+/// and alerts the moderators (and no one else); everything is in the audit log.
+#[tokio::test]
+async fn flood_control_mutes_purges_and_alerts_moderators_over_rest() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/examples");
+    let read = |name: &str| std::fs::read_to_string(examples.join(name)).expect("example");
+    let (rhai, toml) = (read("60_flood_control.rhai"), read("60_flood_control.toml"));
+    let server = TestServer::start_with_plugins(
+        &[
+            ("60_flood_control.rhai", &rhai),
+            ("60_flood_control.toml", &toml),
+        ],
+        |_| {},
+    )
+    .await;
+    let ada = server.member("ada").await;
+    let mo = server.member("mo").await;
+    let bob = server.member("bob").await;
+    let id = server.channel(&ada, "busy", "public", true).await;
+    for m in [&mo, &bob] {
+        server
+            .post(
+                &format!("/api/channels/{id}/join"),
+                Some(&m.token),
+                json!({}),
+            )
+            .await
+            .data(200);
+    }
+    server
+        .put(
+            &format!("/api/channels/{id}/roles/{}", mo.id),
+            Some(&ada.token),
+            json!({"role": "moderator"}),
+        )
+        .await
+        .data(200);
+    let mut mo_ws = server.ws(&mo).await;
+    let mut bob_ws = server.ws(&bob).await;
+    let send = async |text: &str| {
+        server
+            .post(
+                &format!("/api/channels/{id}/messages"),
+                Some(&bob.token),
+                json!({"content": text}),
+            )
+            .await
+    };
+    for n in 0..5 {
+        send(&format!("message {n}")).await.data(201);
+    }
+    for n in 0..3 {
+        let refused = send(&format!("too fast {n}")).await;
+        refused.error(403, "FORBIDDEN");
+        assert_eq!(
+            refused.body["error"]["details"]["plugin"],
+            "60_flood_control"
+        );
+    }
+
+    // Muted for an hour: reacting (which no plugin watches) is refused as muted.
+    let members = server
+        .get(&format!("/api/channels/{id}"), Some(&ada.token))
+        .await;
+    let bob_entry = members.data(200)["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["memberId"] == bob.id.to_string())
+        .cloned()
+        .expect("bob");
+    let until =
+        chrono::DateTime::parse_from_rfc3339(bob_entry["mutedUntil"].as_str().expect("muted"))
+            .expect("time")
+            .timestamp_millis();
+    let hour_from_now = brightchat::time::now_ms() + 3_600_000;
+    assert!(
+        (hour_from_now - 60_000..=hour_from_now).contains(&until),
+        "{bob_entry}"
+    );
+    // What bob sent in the last minute is gone.
+    let history = server
+        .get(
+            &format!("/api/channels/{id}/messages?limit=100"),
+            Some(&ada.token),
+        )
+        .await;
+    assert!(
+        history.data(200)["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|m| m["senderId"] != bob.id.to_string()),
+        "bob's messages were purged"
+    );
+    // The moderator is alerted; bob is not.
+    let alert = mo_ws.expect("communication:moderation_alert").await;
+    assert_eq!(alert["data"]["plugin"], "60_flood_control");
+    assert_eq!(alert["data"]["memberId"], bob.id.to_string());
+    let bob_frames = bob_ws.drain(Duration::from_millis(500)).await;
+    assert!(
+        bob_frames
+            .iter()
+            .all(|f| f["type"] != "communication:moderation_alert"),
+        "{bob_frames:?}"
+    );
+    // The owner reads it all in the audit log; bob may not.
+    let audit = server
+        .get(
+            &format!("/api/channels/{id}/audit?limit=100"),
+            Some(&ada.token),
+        )
+        .await;
+    let entries = audit.data(200)["items"].as_array().expect("items").clone();
+    let of = |action: &str, outcome: &str| {
+        entries
+            .iter()
+            .filter(|e| {
+                e["plugin"] == "60_flood_control"
+                    && e["action"] == action
+                    && e["outcome"] == outcome
+            })
+            .count()
+    };
+    assert_eq!(of("message", "denied"), 3, "{entries:?}");
+    assert_eq!(of("mute", "allowed"), 1, "{entries:?}");
+    assert_eq!(of("purge", "allowed"), 1, "{entries:?}");
+    assert_eq!(of("alert", "allowed"), 1, "{entries:?}");
+    server
+        .get(&format!("/api/channels/{id}/audit"), Some(&bob.token))
+        .await
+        .error(403, "FORBIDDEN");
+}

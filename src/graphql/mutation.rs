@@ -38,6 +38,16 @@ impl Mutation {
         gql(members::register(state(ctx), input).await)
     }
 
+    /// Change the signed-in member's display name.
+    #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
+    async fn update_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: members::UpdateProfile,
+    ) -> async_graphql::Result<MemberView> {
+        gql(members::update_profile(state(ctx), actor(ctx)?, input).await)
+    }
+
     /// A single-use sign-in challenge.
     #[graphql(complexity = "crate::graphql::cost::MUTATION + child_complexity")]
     async fn auth_challenge(

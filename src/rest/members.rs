@@ -7,7 +7,9 @@ use super::envelope::{Envelope, Reply};
 use super::extract::{Json, Path};
 use crate::error::{ErrorEnvelope, ServiceError};
 use crate::service::Actor;
-use crate::service::members::{self, Blocked, MemberView, RegisterMember, Unblocked};
+use crate::service::members::{
+    self, Blocked, MemberView, RegisterMember, Unblocked, UpdateProfile,
+};
 use crate::service::presence::{self, PresenceView, SetPresence};
 use crate::state::AppState;
 
@@ -17,7 +19,7 @@ use crate::state::AppState;
     responses(
         (status = 201, description = "Member registered", body = Envelope<MemberView>),
         (status = 400, description = "Invalid name or key", body = ErrorEnvelope),
-        (status = 403, description = "Registration is closed", body = ErrorEnvelope),
+        (status = 403, description = "Registration is closed, or a moderation plugin refused the name (`details.plugin`)", body = ErrorEnvelope),
         (status = 409, description = "Public key already registered", body = ErrorEnvelope),
     ))]
 pub async fn register(
@@ -44,6 +46,27 @@ pub async fn me(
     Ok(Reply::ok(
         members::me(&state, &actor).await?,
         "Member retrieved",
+    ))
+}
+
+/// Change the signed-in member's display name.
+#[utoipa::path(patch, path = "/api/members/me", tag = "members",
+    security(("bearer" = [])),
+    request_body = UpdateProfile,
+    responses(
+        (status = 200, description = "Display name changed", body = Envelope<MemberView>),
+        (status = 400, description = "Invalid display name (or one a moderation plugin made invalid)", body = ErrorEnvelope),
+        (status = 401, description = "Not authenticated", body = ErrorEnvelope),
+        (status = 403, description = "Refused by a moderation plugin (`details.plugin`)", body = ErrorEnvelope),
+    ))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    actor: Actor,
+    Json(input): Json<UpdateProfile>,
+) -> Result<Reply<MemberView>, ServiceError> {
+    Ok(Reply::ok(
+        members::update_profile(&state, &actor, input).await?,
+        "Display name changed",
     ))
 }
 

@@ -71,7 +71,7 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(ws::events));
     let protected = OpenApiRouter::new()
         .routes(routes!(auth::logout))
-        .routes(routes!(members::me))
+        .routes(routes!(members::me, members::update_me))
         .routes(routes!(members::get))
         .routes(routes!(members::block, members::unblock))
         .routes(routes!(members::set_presence))

@@ -1,6 +1,7 @@
 //! The facts a hook's `ctx` carries, gathered cheaply, so that a plugin on every message
 //! costs no query in the steady state:
-//! - member profiles (display name, registration time), which do not change, are kept;
+//! - member profiles (display name, registration time) are kept for a minute, and
+//!   forgotten at once when the member renames itself on this node;
 //! - a context's name, visibility, member count and joins in the last minute are kept for
 //!   two seconds;
 //! - a member's standing in a context (role, join time, message count, newest message) is
@@ -25,6 +26,9 @@ use crate::plugins::MemberFacts;
 
 /// How long a context's name, visibility and counts are reused.
 const CONTEXT_TTL: Duration = Duration::from_secs(2);
+/// How long a member's profile is reused (a change on this node is seen at once; one on
+/// another node within this).
+const PROFILE_TTL: Duration = Duration::from_secs(60);
 /// How long a member's standing in a context is reused.
 const STANDING_TTL: Duration = Duration::from_secs(30);
 /// Messages counted at most for `message_count` (so counting stays cheap).
@@ -52,7 +56,7 @@ struct KeptStanding {
 
 /// Per-node memory of facts.
 pub struct FactsCache {
-    profiles: quick_cache::sync::Cache<Uuid, (String, i64)>,
+    profiles: quick_cache::sync::Cache<Uuid, (String, i64, Instant)>,
     contexts: quick_cache::sync::Cache<Uuid, ContextInfo>,
     standings: quick_cache::sync::Cache<(Uuid, Uuid), KeptStanding>,
     generations: quick_cache::sync::Cache<Uuid, u64>,
@@ -72,6 +76,11 @@ impl Default for FactsCache {
 }
 
 impl FactsCache {
+    /// Forgets a member's profile (its display name changed here).
+    pub fn forget_profile(&self, member: Uuid) {
+        self.profiles.remove(&member);
+    }
+
     /// Drops everything kept of a context (its members, roles, messages or settings
     /// changed).
     pub fn forget(&self, context_id: Uuid) {
@@ -137,7 +146,11 @@ impl FactsCache {
         let missing: Vec<Uuid> = ids
             .iter()
             .copied()
-            .filter(|id| self.profiles.get(id).is_none())
+            .filter(|id| {
+                self.profiles
+                    .get(id)
+                    .is_none_or(|(_, _, read_at)| read_at.elapsed() > PROFILE_TTL)
+            })
             .collect();
         if !missing.is_empty() {
             let rows = member::Entity::find()
@@ -146,13 +159,13 @@ impl FactsCache {
                 .await?;
             for row in rows {
                 self.profiles
-                    .insert(row.id, (row.display_name, row.created_at));
+                    .insert(row.id, (row.display_name, row.created_at, Instant::now()));
             }
         }
         Ok(ids
             .iter()
             .filter_map(|id| {
-                self.profiles.get(id).map(|(name, at)| MemberFacts {
+                self.profiles.get(id).map(|(name, at, _)| MemberFacts {
                     id: id.to_string(),
                     display_name: name,
                     registered_at_ms: at,

@@ -58,10 +58,27 @@ pub async fn register(state: &AppState, input: RegisterMember) -> ServiceResult<
         .map_err(|_| ServiceError::validation("publicKey must be hex"))?;
     let public_key = crypto::compress_public_key(&key_bytes)
         .map_err(|_| ServiceError::validation("publicKey is not a valid secp256k1 public key"))?;
+    let pending = profile_hook(state, None, "register", &display_name, None).await?;
+    let result = store_new(
+        state,
+        chosen_name(&pending, display_name),
+        public_key.to_vec(),
+    )
+    .await;
+    super::hooks::after(state, pending).await;
+    result
+}
+
+async fn store_new(
+    state: &AppState,
+    display_name: ServiceResult<String>,
+    public_key: Vec<u8>,
+) -> ServiceResult<MemberView> {
+    let display_name = display_name?;
     let model = member::Model {
         id: Uuid::new_v4(),
         display_name,
-        public_key: public_key.to_vec(),
+        public_key,
         created_at: now_ms(),
     };
     let active = member::ActiveModel {
@@ -80,6 +97,93 @@ pub async fn register(state: &AppState, input: RegisterMember) -> ServiceResult<
             )
         })?;
     Ok(model.into())
+}
+
+/// `PATCH /api/members/me` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateProfile {
+    /// 1..=100 characters, as at registration.
+    pub display_name: String,
+}
+
+/// Changes the signed-in member's display name (moderation plugins' `on_profile_change`
+/// may refuse or rewrite it).
+pub async fn update_profile(
+    state: &AppState,
+    actor: &Actor,
+    input: UpdateProfile,
+) -> ServiceResult<MemberView> {
+    let display_name = validate::display_name(&input.display_name)?;
+    let current = me(state, actor).await?;
+    let pending = profile_hook(
+        state,
+        Some(actor.member_id),
+        "update",
+        &display_name,
+        Some(&current.display_name),
+    )
+    .await?;
+    let result = store_name(state, actor.member_id, chosen_name(&pending, display_name)).await;
+    super::hooks::after(state, pending).await;
+    result
+}
+
+async fn store_name(
+    state: &AppState,
+    id: Uuid,
+    display_name: ServiceResult<String>,
+) -> ServiceResult<MemberView> {
+    let display_name = display_name?;
+    member::Entity::update_many()
+        .col_expr(member::Column::DisplayName, display_name.into())
+        .filter(member::Column::Id.eq(id))
+        .exec(&state.db.write)
+        .await?;
+    state.facts.forget_profile(id);
+    find(&state.db.write, id)
+        .await?
+        .map(MemberView::from)
+        .ok_or_else(|| ServiceError::unauthorized("Authentication required"))
+}
+
+/// Asks the plugins' `on_profile_change` about a display name (`kind`: `register` or
+/// `update`). There is no group or channel: decisions go to the server log.
+async fn profile_hook(
+    state: &AppState,
+    member: Option<Uuid>,
+    kind: &str,
+    display_name: &str,
+    previous: Option<&str>,
+) -> ServiceResult<super::hooks::Pending> {
+    use crate::plugins::Hook;
+    let scope = super::hooks::Scope {
+        context: None,
+        conversation: None,
+        actor: member,
+        target: member,
+    };
+    let mut params = serde_json::Map::new();
+    params.insert("kind".into(), kind.into());
+    params.insert("display_name".into(), display_name.into());
+    if let Some(previous) = previous {
+        params.insert("previous_display_name".into(), previous.into());
+    }
+    super::hooks::before(state, Hook::ProfileChange, scope, params).await
+}
+
+/// The name to store: the request's, or what a plugin changed it to, which must still be a
+/// valid display name.
+fn chosen_name(pending: &super::hooks::Pending, requested: String) -> ServiceResult<String> {
+    match pending.verdict.string("display_name") {
+        None => Ok(requested),
+        Some(changed) => validate::display_name(changed).map_err(|err| {
+            ServiceError::validation(format!(
+                "A moderation plugin changed the display name: {}",
+                err.public_message()
+            ))
+        }),
+    }
 }
 
 /// Loads a member, if it exists.

@@ -461,3 +461,109 @@ async fn flood_control_mutes_purges_and_alerts_moderators_over_rest() {
         .await
         .error(403, "FORBIDDEN");
 }
+
+const NAMES: &str = r#"
+// Names may not pretend to be staff; a listed word is masked.
+fn on_profile_change(ctx) {
+    if regex_match("(?i)\\b(admin|moderator)\\b", ctx.params.display_name) {
+        return deny("Names may not pretend to be staff");
+    }
+    let masked = regex_replace("(?i)badword", ctx.params.display_name, "***");
+    if masked != ctx.params.display_name {
+        return modify(#{ display_name: masked });
+    }
+    if ctx.params.kind == "update" && ctx.params.previous_display_name == "frozen" {
+        return deny(`${ctx.actor.display_name} keeps that name`);
+    }
+}
+"#;
+
+#[tokio::test]
+async fn display_names_are_refused_and_rewritten_at_registration_and_on_change() {
+    let server = TestServer::start_with_plugins(&[("10_names.rhai", NAMES)], |_| {}).await;
+    // Registration: refused with the plugin named, or rewritten.
+    let (_, public) = crate::common::new_keypair();
+    let refused = server
+        .post(
+            "/api/members",
+            None,
+            json!({"displayName": "The Admin", "publicKey": public}),
+        )
+        .await;
+    refused.error(403, "FORBIDDEN");
+    assert_eq!(
+        refused.body["error"]["message"],
+        "Names may not pretend to be staff"
+    );
+    assert_eq!(refused.body["error"]["details"]["plugin"], "10_names");
+    let (_, public) = crate::common::new_keypair();
+    let registered = server
+        .post(
+            "/api/members",
+            None,
+            json!({"displayName": "Mr Badword", "publicKey": public}),
+        )
+        .await;
+    assert_eq!(registered.data(201)["displayName"], "Mr ***");
+
+    // A change: PATCH /api/members/me and the GraphQL mutation.
+    let ann = server.member("ann").await;
+    let changed = server
+        .call(
+            reqwest::Method::PATCH,
+            "/api/members/me",
+            Some(&ann.token),
+            Some(json!({"displayName": "ann badword"})),
+        )
+        .await;
+    assert_eq!(changed.data(200)["displayName"], "ann ***");
+    let me = server.get("/api/members/me", Some(&ann.token)).await;
+    assert_eq!(me.data(200)["displayName"], "ann ***");
+    let refused = server
+        .call(
+            reqwest::Method::PATCH,
+            "/api/members/me",
+            Some(&ann.token),
+            Some(json!({"displayName": "moderator ann"})),
+        )
+        .await;
+    refused.error(403, "FORBIDDEN");
+    assert_eq!(refused.body["error"]["details"]["plugin"], "10_names");
+    let answer = server
+        .graphql(
+            Some(&ann.token),
+            "mutation($n: String!) { updateProfile(input: {displayName: $n}) { displayName } }",
+            json!({"n": "frozen"}),
+        )
+        .await;
+    assert_eq!(
+        answer["data"]["updateProfile"]["displayName"], "frozen",
+        "{answer}"
+    );
+    // The plugin sees the previous name (and the actor's current one).
+    let answer = server
+        .graphql(
+            Some(&ann.token),
+            "mutation($n: String!) { updateProfile(input: {displayName: $n}) { displayName } }",
+            json!({"n": "thawed"}),
+        )
+        .await;
+    assert_eq!(
+        answer["errors"][0]["message"], "frozen keeps that name",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["errors"][0]["extensions"]["details"]["plugin"], "10_names",
+        "{answer}"
+    );
+    // Bad input is refused before any plugin.
+    server
+        .call(
+            reqwest::Method::PATCH,
+            "/api/members/me",
+            Some(&ann.token),
+            Some(json!({"displayName": "   "})),
+        )
+        .await
+        .error(400, "VALIDATION_ERROR");
+}

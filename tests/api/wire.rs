@@ -96,6 +96,7 @@ async fn openapi_documents_every_route_with_schemas() {
     let expected = [
         ("post", "/api/members", true),
         ("get", "/api/members/me", false),
+        ("patch", "/api/members/me", true),
         ("get", "/api/members/{id}", false),
         ("post", "/api/members/{id}/block", false),
         ("delete", "/api/members/{id}/block", false),

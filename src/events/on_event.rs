@@ -39,7 +39,7 @@ use crate::time::now_ms;
 pub const CLAIM_KEY: &str = "plugins.on_event_seq";
 /// Events in a gap before a node's batch are run only when younger than this.
 pub const GAP_FRESH_MS: i64 = 10_000;
-/// Batches waiting for their hooks before the relay waits too.
+/// Batches waiting for their hooks; beyond this the relay skips hooks rather than wait.
 const QUEUE: usize = 256;
 /// Most events read back from the outbox to fill a gap.
 const GAP_LIMIT: u64 = 500;

@@ -236,9 +236,20 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
                         last,
                         events: published,
                     };
-                    // Waits only while the hooks are a whole queue behind.
-                    if hooks.send(batch).await.is_err() {
-                        tracing::warn!("the on_event task has stopped");
+                    // Delivery never waits for plugins: while the hooks are a whole queue
+                    // behind, this batch's `on_event` calls are skipped.
+                    match hooks.try_send(batch) {
+                        Ok(()) => {}
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) => {
+                            tracing::warn!(
+                                first = batch.after + 1,
+                                last = batch.last,
+                                "on_event plugins are behind; skipping these events' hooks"
+                            );
+                        }
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                            tracing::warn!("the on_event task has stopped");
+                        }
                     }
                 }
                 if !full {

@@ -205,6 +205,23 @@ async fn an_endless_plugin_is_stopped_within_its_budget_while_the_server_keeps_s
         "a request waited {:?} behind endless plugins",
         answered.elapsed()
     );
+    // A client's send through the same endless plugin is refused once the budget is spent.
+    let channel = server.channel(&ann, "endless", "public", true).await;
+    let sent = Instant::now();
+    let refused = server
+        .post(
+            &format!("/api/channels/{channel}/messages"),
+            Some(&ann.token),
+            json!({"content": "hello"}),
+        )
+        .await;
+    refused.error(403, "FORBIDDEN");
+    assert_eq!(refused.body["error"]["details"]["plugin"], "loop");
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "the send took {:?}",
+        sent.elapsed()
+    );
     for call in stuck {
         let verdict = call.await.expect("join");
         let denial = verdict.denied.expect("an overrun fails closed");

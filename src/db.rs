@@ -172,3 +172,8 @@ pub async fn check_server_key(db: &Db, key: &ServerKey) -> anyhow::Result<()> {
         }
     }
 }
+
+/// Rows (or ids in an `IN` list) per statement. SQLite binds at most 32,766 parameters and
+/// PostgreSQL 65,535, so a statement about every member of a large channel is cut into
+/// pieces of this size (at 10 columns a row, 10,000 parameters).
+pub const ROWS_PER_STATEMENT: usize = 1_000;

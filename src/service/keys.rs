@@ -181,19 +181,24 @@ async fn insert_member_copies(
     if wrapped.is_empty() {
         return Ok(());
     }
-    let rows = wrapped
-        .into_iter()
-        .map(|(member_id, wrapped)| member_key::ActiveModel {
-            context_id: Set(context_id),
-            member_id: Set(member_id),
-            epoch: Set(epoch),
-            created_at: Set(now),
-            wrapped: Set(wrapped),
-        });
-    member_key::Entity::insert_many(rows)
-        .on_conflict_do_nothing()
-        .exec_without_returning(txn)
-        .await?;
+    let mut wrapped = wrapped.into_iter().peekable();
+    while wrapped.peek().is_some() {
+        let rows =
+            wrapped
+                .by_ref()
+                .take(crate::db::ROWS_PER_STATEMENT)
+                .map(|(member_id, wrapped)| member_key::ActiveModel {
+                    context_id: Set(context_id),
+                    member_id: Set(member_id),
+                    epoch: Set(epoch),
+                    created_at: Set(now),
+                    wrapped: Set(wrapped),
+                });
+        member_key::Entity::insert_many(rows)
+            .on_conflict_do_nothing()
+            .exec_without_returning(txn)
+            .await?;
+    }
     Ok(())
 }
 

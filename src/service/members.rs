@@ -193,16 +193,15 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> ServiceResult<Option<m
 
 /// Members by id, in one query (unknown ids are left out).
 pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResult<Vec<MemberView>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let rows = member::Entity::find()
+            .filter(member::Column::Id.is_in(chunk.to_vec()))
+            .all(db)
+            .await?;
+        out.extend(rows.into_iter().map(MemberView::from));
     }
-    Ok(member::Entity::find()
-        .filter(member::Column::Id.is_in(ids.to_vec()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(MemberView::from)
-        .collect())
+    Ok(out)
 }
 
 /// The signed-in member.

@@ -21,6 +21,7 @@ mod groups;
 mod hardening;
 mod hardening_gql;
 mod hardening_net;
+mod large_contexts;
 mod members;
 mod pagination;
 mod plugin_examples;

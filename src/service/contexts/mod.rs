@@ -259,19 +259,18 @@ pub async fn members_of(
 
 /// Public keys of the given members, for wrapping keys. Unknown ids are left out.
 pub async fn recipients(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResult<Vec<Recipient>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(member::Entity::find()
-        .filter(member::Column::Id.is_in(ids.to_vec()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|m| Recipient {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let rows = member::Entity::find()
+            .filter(member::Column::Id.is_in(chunk.to_vec()))
+            .all(db)
+            .await?;
+        out.extend(rows.into_iter().map(|m| Recipient {
             member_id: m.id,
             public_key: m.public_key,
-        })
-        .collect())
+        }));
+    }
+    Ok(out)
 }
 
 /// How members are admitted.
@@ -312,9 +311,8 @@ pub async fn admit(
         context.last_issued_id
     };
     let mutes = standing_mutes(txn, context, &ids, now).await?;
-    let rows = newcomers
-        .iter()
-        .map(|(id, role)| context_member::ActiveModel {
+    for chunk in newcomers.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|(id, role)| context_member::ActiveModel {
             context_id: Set(context.id),
             member_id: Set(*id),
             role: Set(role.as_str().to_owned()),
@@ -322,9 +320,10 @@ pub async fn admit(
             muted_until: Set(mutes.get(id).copied()),
             history_after: Set(history_after),
         });
-    context_member::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
+        context_member::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
     if announce {
         for id in &ids {
             events.push(
@@ -386,15 +385,17 @@ async fn standing_mutes(
         // A context being created has no history, so no mutes either.
         return Ok(Default::default());
     }
-    Ok(context_mute::Entity::find()
-        .filter(context_mute::Column::ContextId.eq(context.id))
-        .filter(context_mute::Column::MemberId.is_in(ids.to_vec()))
-        .filter(context_mute::Column::MutedUntil.gt(now))
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|row| (row.member_id, row.muted_until))
-        .collect())
+    let mut mutes = std::collections::HashMap::new();
+    for chunk in ids.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let rows = context_mute::Entity::find()
+            .filter(context_mute::Column::ContextId.eq(context.id))
+            .filter(context_mute::Column::MemberId.is_in(chunk.to_vec()))
+            .filter(context_mute::Column::MutedUntil.gt(now))
+            .all(txn)
+            .await?;
+        mutes.extend(rows.into_iter().map(|row| (row.member_id, row.muted_until)));
+    }
+    Ok(mutes)
 }
 
 /// Forgets mutes that have run out (janitor upkeep).

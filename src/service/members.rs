@@ -193,13 +193,27 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> ServiceResult<Option<m
 
 /// Members by id, in one query (unknown ids are left out).
 pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResult<Vec<MemberView>> {
+    Ok(rows_by_ids(db, ids)
+        .await?
+        .into_iter()
+        .map(MemberView::from)
+        .collect())
+}
+
+/// Member rows by id, a statement per [`crate::db::ROWS_PER_STATEMENT`] ids (unknown ids
+/// are left out).
+pub async fn rows_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> ServiceResult<Vec<member::Model>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(crate::db::ROWS_PER_STATEMENT) {
-        let rows = member::Entity::find()
-            .filter(member::Column::Id.is_in(chunk.to_vec()))
-            .all(db)
-            .await?;
-        out.extend(rows.into_iter().map(MemberView::from));
+        out.extend(
+            member::Entity::find()
+                .filter(member::Column::Id.is_in(chunk.to_vec()))
+                .all(db)
+                .await?,
+        );
     }
     Ok(out)
 }

@@ -4,7 +4,7 @@
 
 pub mod messages;
 
-use entity::{context, context_member, context_mute, member};
+use entity::{context, context_member, context_mute};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -259,18 +259,14 @@ pub async fn members_of(
 
 /// Public keys of the given members, for wrapping keys. Unknown ids are left out.
 pub async fn recipients(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResult<Vec<Recipient>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(crate::db::ROWS_PER_STATEMENT) {
-        let rows = member::Entity::find()
-            .filter(member::Column::Id.is_in(chunk.to_vec()))
-            .all(db)
-            .await?;
-        out.extend(rows.into_iter().map(|m| Recipient {
+    Ok(super::members::rows_by_ids(db, ids)
+        .await?
+        .into_iter()
+        .map(|m| Recipient {
             member_id: m.id,
             public_key: m.public_key,
-        }));
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// How members are admitted.

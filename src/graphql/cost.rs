@@ -22,7 +22,7 @@ pub const CONTENT: usize = 10;
 /// A search: one query to the index for a whole result snapshot (up to 1,000 hits), so
 /// a document holds at most a handful.
 pub const SEARCH: usize = 2_000;
-/// The assumed length of a list without a page (members, pins, reactions, participants).
+/// The assumed length of a list without a page or cap (pins, reactions, participants).
 pub const UNPAGED_LIST: usize = 10;
 
 /// A page of up to `limit` items, each costing `child`, plus the call that loads it.

@@ -8,12 +8,13 @@ use async_graphql::{ComplexObject, Context, ErrorExtensions};
 use uuid::Uuid;
 
 use super::{actor, gql, state};
-use crate::service::channels::ChannelView;
+use crate::service::channels::{self, ChannelView};
 use crate::service::contexts::messages::{self, MessageView};
 use crate::service::contexts::{Kind, MemberEntry};
 use crate::service::conversations::DirectMessageView;
-use crate::service::groups::GroupView;
+use crate::service::groups::{self, GroupView};
 use crate::service::members::{self, MemberView};
+use crate::service::pagination::PageParams;
 use crate::state::AppState;
 
 /// GraphQL page types: `{items, cursor, hasMore}` for each kind of list.
@@ -46,6 +47,7 @@ page_types! {
     EpochKeyPage => crate::service::keys::KeyView,
     AuditPage => crate::service::audit::AuditView,
     SearchHitPage => crate::service::search::SearchResult,
+    MemberPage => MemberEntry,
 }
 
 /// Loads members by id, one query per batch.
@@ -103,6 +105,18 @@ impl ChannelView {
     async fn pinned_messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MessageView>> {
         gql(messages::pinned(state(ctx), actor(ctx)?, Kind::Channel, self.id).await)
     }
+
+    /// Every member, a page at a time, oldest membership first (join time, then member
+    /// id); `members` holds only the first 100.
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
+    async fn member_page(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<PageParams>,
+    ) -> async_graphql::Result<MemberPage> {
+        gql(channels::members(state(ctx), actor(ctx)?, self.id, &page.unwrap_or_default()).await)
+            .map(Into::into)
+    }
 }
 
 #[ComplexObject]
@@ -113,5 +127,17 @@ impl GroupView {
     )]
     async fn pinned_messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MessageView>> {
         gql(messages::pinned(state(ctx), actor(ctx)?, Kind::Group, self.id).await)
+    }
+
+    /// Every member, a page at a time, oldest membership first (join time, then member
+    /// id); `members` holds only the first 100.
+    #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
+    async fn member_page(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<PageParams>,
+    ) -> async_graphql::Result<MemberPage> {
+        gql(groups::members(state(ctx), actor(ctx)?, self.id, &page.unwrap_or_default()).await)
+            .map(Into::into)
     }
 }

@@ -17,7 +17,7 @@ use crate::service::contexts::messages::{
     Unpinned,
 };
 use crate::service::contexts::{
-    self, AssignRole, Kind, Left, MuteRequest, Muted, RoleAssigned, Unmuted,
+    self, AssignRole, Kind, Left, MemberEntry, MuteRequest, Muted, RoleAssigned, Unmuted,
 };
 use crate::service::keys::KeyView;
 use crate::service::moderation::{self, Unlocked};
@@ -64,7 +64,8 @@ pub async fn list(
     ))
 }
 
-/// Channel metadata: members, settings, pins. Non-members see public channels only.
+/// Channel metadata: the first 100 members and `memberCount`, settings, pins. Non-members
+/// see public channels only.
 #[utoipa::path(get, path = "/api/channels/{channelId}", tag = "channels", security(("bearer" = [])),
     params(("channelId" = Uuid, Path, description = "Channel id")),
     responses(
@@ -80,6 +81,29 @@ pub async fn get(
     Ok(Reply::ok(
         channels::get(&state, &actor, id).await?,
         "Channel retrieved",
+    ))
+}
+
+/// The channel's members, oldest membership first (join time, then member id), paginated.
+/// Non-members see public channels only.
+#[utoipa::path(get, path = "/api/channels/{channelId}/members", tag = "channels", security(("bearer" = [])),
+    params(("channelId" = Uuid, Path, description = "Channel id"), PageParams),
+    responses(
+        (status = 200, description = "Members listed", body = Envelope<Page<MemberEntry>>),
+        (status = 400, description = "Bad cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "Authentication required", body = ErrorEnvelope),
+        (status = 403, description = "Not a channel member (private and secret channels)", body = ErrorEnvelope),
+        (status = 404, description = "Channel not found (or invisible to you)", body = ErrorEnvelope),
+    ))]
+pub async fn members(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(params): Query<PageParams>,
+) -> Result<Reply<Page<MemberEntry>>, ServiceError> {
+    Ok(Reply::ok(
+        channels::members(&state, &actor, id, &params).await?,
+        "Members listed",
     ))
 }
 

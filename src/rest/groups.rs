@@ -13,7 +13,7 @@ use crate::service::contexts::messages::{
     Unpinned,
 };
 use crate::service::contexts::{
-    self, AssignRole, Kind, Left, MuteRequest, Muted, RoleAssigned, Unmuted,
+    self, AssignRole, Kind, Left, MemberEntry, MuteRequest, Muted, RoleAssigned, Unmuted,
 };
 use crate::service::groups::{
     self, AddMembers, Added, CreateGroup, GroupView, PromoteConversation, Promoted, RemovedMember,
@@ -64,7 +64,7 @@ pub async fn list(
     ))
 }
 
-/// Group metadata: members, roles, pins.
+/// Group metadata: the first 100 members and `memberCount`, roles, pins.
 #[utoipa::path(get, path = "/api/groups/{groupId}", tag = "groups", security(("bearer" = [])),
     params(("groupId" = Uuid, Path, description = "Group id")),
     responses(
@@ -80,6 +80,28 @@ pub async fn get(
     Ok(Reply::ok(
         groups::get(&state, &actor, id).await?,
         "Group retrieved",
+    ))
+}
+
+/// The group's members, oldest membership first (join time, then member id), paginated.
+#[utoipa::path(get, path = "/api/groups/{groupId}/members", tag = "groups", security(("bearer" = [])),
+    params(("groupId" = Uuid, Path, description = "Group id"), PageParams),
+    responses(
+        (status = 200, description = "Members listed", body = Envelope<Page<MemberEntry>>),
+        (status = 400, description = "Bad cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "Authentication required", body = ErrorEnvelope),
+        (status = 403, description = "Not a group member", body = ErrorEnvelope),
+        (status = 404, description = "Group not found", body = ErrorEnvelope),
+    ))]
+pub async fn members(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(params): Query<PageParams>,
+) -> Result<Reply<Page<MemberEntry>>, ServiceError> {
+    Ok(Reply::ok(
+        groups::members(&state, &actor, id, &params).await?,
+        "Members listed",
     ))
 }
 

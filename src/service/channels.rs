@@ -100,10 +100,13 @@ pub struct ChannelView {
     pub topic: Option<String>,
     pub visibility: Visibility,
     pub creator_id: Uuid,
+    /// The first 100 members by join time (then id); page through all of them with
+    /// `GET /api/channels/:id/members` (GraphQL `memberPage`).
     #[graphql(
-        complexity = "crate::graphql::cost::list(crate::graphql::cost::UNPAGED_LIST, child_complexity)"
+        complexity = "crate::graphql::cost::list(crate::service::contexts::VIEW_MEMBERS, child_complexity)"
     )]
     pub members: Vec<MemberEntry>,
+    /// How many members the channel has (`members` holds at most 100 of them).
     pub member_count: usize,
     pub pinned_message_ids: Vec<Uuid>,
     pub history_visible_to_new_members: bool,
@@ -147,9 +150,11 @@ pub struct ChannelSettings {
     pub history_visible_to_new_members: bool,
 }
 
+/// `members`: the first [`contexts::VIEW_MEMBERS`] (more are cut off); `member_count`: all.
 fn channel_view(
     c: &context::Model,
     members: &[context_member::Model],
+    member_count: usize,
     pinned: Vec<Uuid>,
 ) -> ChannelView {
     let now = now_ms();
@@ -161,9 +166,10 @@ fn channel_view(
         creator_id: c.creator_id,
         members: members
             .iter()
+            .take(contexts::VIEW_MEMBERS)
             .map(|m| MemberEntry::from_row(m, now))
             .collect(),
-        member_count: members.len(),
+        member_count,
         pinned_message_ids: pinned,
         history_visible_to_new_members: c.history_visible,
         created_at: rfc3339(c.created_at),
@@ -250,20 +256,33 @@ pub async fn create(
 
 async fn view_of(state: &AppState, id: Uuid) -> ServiceResult<ChannelView> {
     let channel = contexts::find_context(&state.db.read, C, id).await?;
-    let members = contexts::members_of(&state.db.read, id).await?;
+    let members = contexts::first_members(&state.db.read, id, contexts::VIEW_MEMBERS).await?;
+    let count = contexts::member_count(&state.db.read, id).await?;
     let pinned = messages::pinned_ids(&state.db.read, id).await?;
-    Ok(channel_view(&channel, &members, pinned))
+    Ok(channel_view(&channel, &members, count, pinned))
 }
 
-/// Channel metadata. Non-members: public 200, private and secret 403, invisible 404.
-/// Pinned messages the caller may not see (hidden history) are left out.
-pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<ChannelView> {
+/// Who may read a channel's metadata and members: its members, and anyone for a public
+/// channel; other non-members 403 (private, secret) or 404 (invisible). Returns the
+/// actor's membership.
+async fn require_reader(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+) -> ServiceResult<Option<context_member::Model>> {
     let channel = contexts::find_context(&state.db.read, C, id).await?;
     let public = Visibility::parse(channel.visibility.as_deref()) == Visibility::Public;
     let mine = contexts::membership(&state.db.read, id, actor.member_id).await?;
     if mine.is_none() && !public {
         return Err(contexts::non_member_error(&channel));
     }
+    Ok(mine)
+}
+
+/// Channel metadata. Non-members: public 200, private and secret 403, invisible 404.
+/// Pinned messages the caller may not see (hidden history) are left out.
+pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<ChannelView> {
+    let mine = require_reader(state, actor, id).await?;
     let mut view = view_of(state, id).await?;
     match mine {
         Some(member) => {
@@ -276,6 +295,19 @@ pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<Cha
         None => {}
     }
     Ok(view)
+}
+
+/// A page of a channel's members, oldest membership first (join time, then member id),
+/// with the access of [`get`]: non-members read public channels only (private and secret
+/// 403, invisible 404).
+pub async fn members(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    params: &PageParams,
+) -> ServiceResult<Page<MemberEntry>> {
+    require_reader(state, actor, id).await?;
+    contexts::member_page(state, C, id, params).await
 }
 
 /// Channels the actor can discover: public and private ones, plus secret and invisible

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use entity::{context, context_member, context_message, conversation, dm_message};
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -48,10 +48,14 @@ pub struct GroupView {
     pub id: Uuid,
     pub name: String,
     pub creator_id: Uuid,
+    /// The first 100 members by join time (then id); page through all of them with
+    /// `GET /api/groups/:id/members` (GraphQL `memberPage`).
     #[graphql(
-        complexity = "crate::graphql::cost::list(crate::graphql::cost::UNPAGED_LIST, child_complexity)"
+        complexity = "crate::graphql::cost::list(crate::service::contexts::VIEW_MEMBERS, child_complexity)"
     )]
     pub members: Vec<MemberEntry>,
+    /// How many members the group has (`members` holds at most 100 of them).
+    pub member_count: usize,
     pub pinned_message_ids: Vec<Uuid>,
     pub created_at: String,
     pub last_message_at: Option<String>,
@@ -61,9 +65,11 @@ pub struct GroupView {
     pub promoted_from_conversation: Option<Uuid>,
 }
 
+/// `members`: the first [`contexts::VIEW_MEMBERS`] (more are cut off); `member_count`: all.
 fn group_view(
     group: &context::Model,
     members: &[context_member::Model],
+    member_count: usize,
     pinned: Vec<Uuid>,
     now: i64,
 ) -> GroupView {
@@ -73,8 +79,10 @@ fn group_view(
         creator_id: group.creator_id,
         members: members
             .iter()
+            .take(contexts::VIEW_MEMBERS)
             .map(|m| MemberEntry::from_row(m, now))
             .collect(),
+        member_count,
         pinned_message_ids: pinned,
         created_at: rfc3339(group.created_at),
         last_message_at: group.last_message_at.map(rfc3339),
@@ -180,29 +188,45 @@ pub async fn create(
     )
     .await?;
     let view = view_in(&txn, group.id).await?;
-    events.push(created_event(&view));
+    events.push(created_event(
+        &view,
+        newcomers.iter().map(|(id, _)| *id).collect(),
+    ));
     outbox::record(&txn, events).await?;
     outbox::commit(state, txn).await?;
     Ok(view)
 }
 
-/// `group_created`, which also makes every initial member a subscriber of the group.
-fn created_event(view: &GroupView) -> Event {
-    let members = view.members.iter().map(|m| m.member_id).collect();
+/// `group_created`, which also makes every initial member (`members`: all of them, not
+/// only the view's first 100) a subscriber of the group.
+fn created_event(view: &GroupView, members: Vec<Uuid>) -> Event {
     Event::for_context(EventType::GroupCreated, ContextType::Group, view.id, view).joining(members)
 }
 
 async fn view_in(db: &impl sea_orm::ConnectionTrait, id: Uuid) -> ServiceResult<GroupView> {
     let group = contexts::find_context(db, Kind::Group, id).await?;
-    let members = contexts::members_of(db, id).await?;
+    let members = contexts::first_members(db, id, contexts::VIEW_MEMBERS).await?;
+    let count = contexts::member_count(db, id).await?;
     let pinned = messages::pinned_ids(db, id).await?;
-    Ok(group_view(&group, &members, pinned, now_ms()))
+    Ok(group_view(&group, &members, count, pinned, now_ms()))
 }
 
 /// A group's metadata, for its members.
 pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ServiceResult<GroupView> {
     contexts::require_member(&state.db.read, Kind::Group, id, actor).await?;
     view_in(&state.db.read, id).await
+}
+
+/// A page of a group's members, oldest membership first (join time, then member id):
+/// members only, others 403.
+pub async fn members(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    params: &PageParams,
+) -> ServiceResult<Page<MemberEntry>> {
+    contexts::require_member(&state.db.read, Kind::Group, id, actor).await?;
+    contexts::member_page(state, Kind::Group, id, params).await
 }
 
 /// The actor's groups, newest activity first.
@@ -242,20 +266,30 @@ pub async fn list(
         time: g.activity_at,
         id: g.id,
     });
-    // Members and pins of the whole page in two queries.
+    // Member counts and pins of the whole page in two queries; each group's first members
+    // (at most VIEW_MEMBERS, read by the (context_id, joined_at) index) in one each.
+    use sea_orm::sea_query::ExprTrait;
     let ids: Vec<Uuid> = page.items.iter().map(|g| g.id).collect();
     let mut members: HashMap<Uuid, Vec<context_member::Model>> = HashMap::new();
+    let mut counts: HashMap<Uuid, i64> = HashMap::new();
     let mut pins: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     if !ids.is_empty() {
-        for row in context_member::Entity::find()
+        for id in &ids {
+            let first =
+                contexts::first_members(&state.db.read, *id, contexts::VIEW_MEMBERS).await?;
+            members.insert(*id, first);
+        }
+        counts = context_member::Entity::find()
+            .select_only()
+            .column(context_member::Column::ContextId)
+            .column_as(Expr::col(context_member::Column::MemberId).count(), "count")
             .filter(context_member::Column::ContextId.is_in(ids.clone()))
-            .order_by_asc(context_member::Column::JoinedAt)
-            .order_by_asc(context_member::Column::MemberId)
+            .group_by(context_member::Column::ContextId)
+            .into_tuple::<(Uuid, i64)>()
             .all(&state.db.read)
             .await?
-        {
-            members.entry(row.context_id).or_default().push(row);
-        }
+            .into_iter()
+            .collect();
         for row in context_message::Entity::find()
             .filter(context_message::Column::ContextId.is_in(ids))
             .filter(context_message::Column::PinnedAt.is_not_null())
@@ -269,8 +303,9 @@ pub async fn list(
     let now = now_ms();
     Ok(page.map(|g| {
         let m = members.remove(&g.id).unwrap_or_default();
+        let count = usize::try_from(counts.get(&g.id).copied().unwrap_or(0)).unwrap_or(0);
         let p = pins.remove(&g.id).unwrap_or_default();
-        group_view(&g, &m, p, now)
+        group_view(&g, &m, count, p, now)
     }))
 }
 
@@ -643,7 +678,10 @@ pub async fn promote(
             .await?;
     }
     let view = view_in(&txn, group.id).await?;
-    events.push(created_event(&view));
+    events.push(created_event(
+        &view,
+        newcomers.iter().map(|(id, _)| *id).collect(),
+    ));
     outbox::record(&txn, events).await?;
     outbox::commit(state, txn).await?;
     Ok(Promoted {

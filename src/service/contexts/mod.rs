@@ -7,8 +7,8 @@ pub mod messages;
 use entity::{context, context_member, context_mute};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -255,6 +255,74 @@ pub async fn members_of(
         .order_by_asc(context_member::Column::MemberId)
         .all(db)
         .await?)
+}
+
+/// How many members a group or channel view embeds (the first by join time, then id);
+/// the rest are read page by page from the members route.
+pub const VIEW_MEMBERS: usize = 100;
+
+/// The first `limit` members of a context, oldest membership first (the order of
+/// [`members_of`]).
+pub async fn first_members(
+    db: &impl ConnectionTrait,
+    context_id: Uuid,
+    limit: usize,
+) -> ServiceResult<Vec<context_member::Model>> {
+    Ok(context_member::Entity::find()
+        .filter(context_member::Column::ContextId.eq(context_id))
+        .order_by_asc(context_member::Column::JoinedAt)
+        .order_by_asc(context_member::Column::MemberId)
+        .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+        .all(db)
+        .await?)
+}
+
+/// How many members a context has.
+pub async fn member_count(db: &impl ConnectionTrait, context_id: Uuid) -> ServiceResult<usize> {
+    let count = context_member::Entity::find()
+        .filter(context_member::Column::ContextId.eq(context_id))
+        .count(db)
+        .await?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+}
+
+/// A page of a context's members, oldest membership first (join time, then member id).
+/// The caller has checked that the actor may read the context.
+pub async fn member_page(
+    state: &AppState,
+    kind: Kind,
+    context_id: Uuid,
+    params: &super::pagination::PageParams,
+) -> ServiceResult<super::pagination::Page<MemberEntry>> {
+    let scope = format!("{}:{context_id}:members", kind.as_str());
+    let request = state.cursors.request(&scope, params, false)?;
+    let mut query =
+        context_member::Entity::find().filter(context_member::Column::ContextId.eq(context_id));
+    if let Some(after) = request.after {
+        query = query.filter(
+            Condition::any()
+                .add(context_member::Column::JoinedAt.gt(after.time))
+                .add(
+                    Condition::all()
+                        .add(context_member::Column::JoinedAt.eq(after.time))
+                        .add(context_member::Column::MemberId.gt(after.id)),
+                ),
+        );
+    }
+    let rows = query
+        .order_by_asc(context_member::Column::JoinedAt)
+        .order_by_asc(context_member::Column::MemberId)
+        .limit(request.limit + 1)
+        .all(&state.db.read)
+        .await?;
+    let page = state
+        .cursors
+        .page(&scope, &request, rows, |row| super::pagination::CursorKey {
+            time: row.joined_at,
+            id: row.member_id,
+        });
+    let now = now_ms();
+    Ok(page.map(|row| MemberEntry::from_row(&row, now)))
 }
 
 /// Public keys of the given members, for wrapping keys. Unknown ids are left out.

@@ -1,7 +1,10 @@
 //! What the benchmarks share: starting the release binary on a free loopback port with a
-//! fresh data dir, signing members in, and percentiles.
+//! fresh data dir, signing members in, and percentiles. Also included by the `load` example
+//! and by the API tests (`load_smoke`), with `#[path]`.
 
 #![allow(dead_code)]
+
+pub mod load;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -37,10 +40,24 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Starts the `brightchat` binary Cargo built for this bench or test target.
 pub async fn start_server(client: &reqwest::Client, env: &[(&str, String)]) -> Server {
+    // Cargo sets it for benches and tests only; the `load` example uses start_server_at.
+    let Some(bin) = option_env!("CARGO_BIN_EXE_brightchat") else {
+        panic!("CARGO_BIN_EXE_brightchat is not set for this target: use start_server_at");
+    };
+    start_server_at(client, std::path::Path::new(bin), env).await
+}
+
+/// Starts the `brightchat` binary at `bin`.
+pub async fn start_server_at(
+    client: &reqwest::Client,
+    bin: &std::path::Path,
+    env: &[(&str, String)],
+) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_brightchat"));
+    let mut command = Command::new(bin);
     for (name, value) in env {
         command.env(name, value);
     }

@@ -282,11 +282,21 @@ impl Default for Limits {
 pub struct Plugins {
     pub registry: Arc<Registry>,
     pub state: Arc<dyn StateStore>,
+    /// Hook calls running at once. Plugins spin on blocking threads: without a bound, a
+    /// flood of messages through a slow plugin would take hundreds of threads and crowd the
+    /// async workers off this machine's cores; beyond the bound, calls wait (asynchronously)
+    /// for a slot.
+    runs: Arc<tokio::sync::Semaphore>,
 }
 
 impl Plugins {
     pub fn new(registry: Arc<Registry>, state: Arc<dyn StateStore>) -> Self {
-        Self { registry, state }
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self {
+            registry,
+            state,
+            runs: Arc::new(tokio::sync::Semaphore::new((cores * 2).max(4))),
+        }
     }
 
     /// Whether any loaded plugin defines `hook` (callers skip building `ctx` otherwise).
@@ -304,18 +314,32 @@ impl Plugins {
         let state = self.state.clone();
         let hook = call.hook;
         let started = Instant::now();
-        let verdict = tokio::task::spawn_blocking(move || registry.decide(&call, state))
-            .await
-            .unwrap_or_else(|err| {
-                tracing::error!(hook = hook.function(), error = %err, "a plugin run failed");
-                Verdict {
-                    denied: Some(Denial {
-                        plugin: "plugins".to_owned(),
-                        reason: "A moderation plugin failed".to_owned(),
-                    }),
-                    ..Verdict::default()
-                }
-            });
+        let Ok(slot) = self.runs.clone().acquire_owned().await else {
+            // The semaphore is never closed; were it, refuse rather than skip the plugins.
+            return Verdict {
+                denied: Some(Denial {
+                    plugin: "plugins".to_owned(),
+                    reason: "Moderation plugins are unavailable".to_owned(),
+                }),
+                ..Verdict::default()
+            };
+        };
+        let verdict = tokio::task::spawn_blocking(move || {
+            let verdict = registry.decide(&call, state);
+            drop(slot);
+            verdict
+        })
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(hook = hook.function(), error = %err, "a plugin run failed");
+            Verdict {
+                denied: Some(Denial {
+                    plugin: "plugins".to_owned(),
+                    reason: "A moderation plugin failed".to_owned(),
+                }),
+                ..Verdict::default()
+            }
+        });
         tracing::trace!(
             hook = hook.function(),
             elapsed_us = started.elapsed().as_micros() as u64,

@@ -40,10 +40,18 @@ pub struct Inner {
     pub plugins: crate::plugins::Plugins,
     /// What plugin hooks are told, kept where it changes rarely.
     pub facts: crate::service::facts::FactsCache,
+    /// Group commit for message sends.
+    pub writer: crate::service::writer::Writer,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db, server_key: ServerKey, index: Arc<dyn SearchIndex>) -> Self {
+        // SQLite has one writer: one queue. PostgreSQL commits batches of different
+        // contexts in parallel.
+        let writer_shards = match db.backend() {
+            sea_orm::DbBackend::Postgres => 4,
+            _ => 1,
+        };
         let cursors = CursorCodec::new(server_key.derive("brightchat cursor v1"));
         let bus = std::sync::Arc::new(InProcessBus::new(config.ws_buffer));
         let registry = Arc::new(crate::plugins::Registry::new(
@@ -72,6 +80,7 @@ impl AppState {
             search: Search::new(index),
             plugins,
             facts: Default::default(),
+            writer: crate::service::writer::Writer::new(writer_shards),
         }))
     }
 }

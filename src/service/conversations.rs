@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use super::hooks::{self, Scope};
 use super::pagination::{CursorKey, Direction, Page, PageParams};
-use super::{Actor, ids, members, validate};
+use super::writer::{self, DirectCopies};
+use super::{Actor, members, validate};
 use crate::crypto;
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
@@ -27,7 +28,7 @@ use crate::time::{now_ms, rfc3339};
 /// Characters of the newest message shown in a conversation list.
 pub const PREVIEW_CHARS: usize = 100;
 /// The one answer for an unknown recipient and for a recipient who blocked the sender.
-const NOT_REACHABLE: &str = "Recipient not found";
+pub(crate) const NOT_REACHABLE: &str = "Recipient not found";
 
 /// `POST /api/conversations` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
@@ -55,7 +56,7 @@ pub struct DirectMessageView {
 }
 
 impl DirectMessageView {
-    fn for_reader(model: &dm_message::Model, reader: Uuid) -> Self {
+    pub(crate) fn for_reader(model: &dm_message::Model, reader: Uuid) -> Self {
         let copy = if reader == model.sender_id {
             &model.ciphertext_sender
         } else {
@@ -157,67 +158,16 @@ async fn store(
 ) -> ServiceResult<DirectMessageView> {
     let copies = encrypt_copies(state, &sender, &recipient, content).await?;
     let conversation_id = ensure_conversation(state, sender.id, recipient.id).await?;
-
-    let (_gate, txn) = super::contexts::begin(state, conversation_id).await?;
-    let conversation = lock_conversation(&txn, conversation_id).await?;
-    // Again inside the transaction: a block that landed while the copies were being
-    // encrypted must stop this message too.
-    if members::has_blocked(&txn, recipient.id, sender.id).await? {
-        return Err(ServiceError::not_found(NOT_REACHABLE));
-    }
-    let id = ids::next_message_id(conversation.last_issued_id);
-    let created_at = now_ms().max(conversation.last_message_at);
-    let model = dm_message::Model {
-        id,
+    let item = writer::Item::Direct {
         conversation_id,
         sender_id: sender.id,
         recipient_id: recipient.id,
-        created_at,
-        ciphertext_sender: copies.sender,
-        ciphertext_recipient: copies.recipient,
-        ciphertext_server: copies.server,
+        copies,
     };
-    dm_message::Entity::insert(dm_message::ActiveModel {
-        id: Set(model.id),
-        conversation_id: Set(model.conversation_id),
-        sender_id: Set(model.sender_id),
-        recipient_id: Set(model.recipient_id),
-        created_at: Set(model.created_at),
-        ciphertext_sender: Set(model.ciphertext_sender.clone()),
-        ciphertext_recipient: Set(model.ciphertext_recipient.clone()),
-        ciphertext_server: Set(model.ciphertext_server.clone()),
-    })
-    .exec_without_returning(&txn)
-    .await?;
-    conversation::Entity::update_many()
-        .col_expr(conversation::Column::LastMessageAt, created_at.into())
-        .col_expr(conversation::Column::LastMessageId, Some(id).into())
-        .col_expr(conversation::Column::LastIssuedId, Some(id).into())
-        .filter(conversation::Column::Id.eq(conversation_id))
-        .exec(&txn)
-        .await?;
-    // Each participant's frame carries the copy encrypted for it.
-    let event = Event::for_members(
-        EventType::MessageSent,
-        ContextType::Conversation,
-        conversation_id,
-        vec![sender.id, recipient.id],
-        (),
-    )
-    .with_data_for(sender.id, DirectMessageView::for_reader(&model, sender.id))
-    .with_data_for(
-        recipient.id,
-        DirectMessageView::for_reader(&model, recipient.id),
-    );
-    outbox::record(&txn, vec![event]).await?;
-    outbox::commit(state, txn).await?;
-    Ok(DirectMessageView::for_reader(&model, actor.member_id))
-}
-
-struct Copies {
-    sender: Vec<u8>,
-    recipient: Vec<u8>,
-    server: Vec<u8>,
+    match state.writer.submit(state, item).await? {
+        writer::Sent::Direct(model) => Ok(DirectMessageView::for_reader(&model, actor.member_id)),
+        writer::Sent::Context(_) => Err(ServiceError::internal("a DM send stored a group message")),
+    }
 }
 
 /// ECIES for the three readers, off the async executor.
@@ -226,15 +176,15 @@ async fn encrypt_copies(
     sender: &member::Model,
     recipient: &member::Model,
     content: String,
-) -> ServiceResult<Copies> {
+) -> ServiceResult<DirectCopies> {
     let keys = (
         sender.public_key.clone(),
         recipient.public_key.clone(),
         state.server_key.public_key().to_vec(),
     );
-    tokio::task::spawn_blocking(move || -> Result<Copies, crypto::CryptoError> {
+    tokio::task::spawn_blocking(move || -> Result<DirectCopies, crypto::CryptoError> {
         let plaintext = content.as_bytes();
-        Ok(Copies {
+        Ok(DirectCopies {
             sender: crypto::ecies_encrypt(&keys.0, plaintext)?,
             recipient: crypto::ecies_encrypt(&keys.1, plaintext)?,
             server: crypto::ecies_encrypt(&keys.2, plaintext)?,

@@ -25,6 +25,7 @@ pub mod roles;
 pub mod search;
 pub mod typing;
 pub mod validate;
+pub mod writer;
 
 use uuid::Uuid;
 

@@ -14,6 +14,7 @@ mod channels;
 mod conversations;
 mod crypto_vectors;
 mod graphql;
+mod group_commit;
 mod group_concurrency;
 mod group_messages;
 mod group_roles;

@@ -24,7 +24,7 @@ use crate::service::conversations::MessageRef;
 use crate::service::hooks::{self, Scope};
 use crate::service::pagination::{CursorKey, Direction, Page, PageParams};
 use crate::service::roles::{Permission, Role};
-use crate::service::{Actor, ids, keys, unique_violation_or, validate};
+use crate::service::{Actor, keys, unique_violation_or, validate, writer};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339};
 
@@ -117,7 +117,7 @@ pub(crate) fn context_type(kind: Kind) -> ContextType {
     }
 }
 
-fn view(
+pub(crate) fn view(
     kind: Kind,
     message: &context_message::Model,
     reactions: Vec<ReactionView>,
@@ -213,6 +213,9 @@ fn modified_content(
     }
 }
 
+/// Queues the message for the group-commit writer ([`crate::service::writer`]), which
+/// checks membership, permission, mute and slow mode under the context's lock, encrypts
+/// under the current epoch and answers once the batch holding it commits.
 async fn store_new(
     state: &AppState,
     actor: &Actor,
@@ -220,62 +223,16 @@ async fn store_new(
     context_id: Uuid,
     input: ContentRequest,
 ) -> ServiceResult<MessageView> {
-    let (_gate, txn) = begin(state, context_id).await?;
-    let access = locked_access(&txn, kind, context_id, actor).await?;
-    access.require(Permission::SendMessages)?;
-    access.require_not_muted(now_ms())?;
-    crate::service::moderation::require_slow_mode_ok(&txn, &access, now_ms()).await?;
-    let epoch = access.context.current_epoch;
-    let key = keys::epoch_key(state, &txn, context_id, epoch).await?;
-    let id = ids::next_message_id(access.context.last_issued_id);
-    let created_at = now_ms().max(access.context.last_message_at.unwrap_or(0));
-    let ciphertext = crypto::seal(&key, id.to_string().as_bytes(), input.content.as_bytes())
-        .map_err(ServiceError::internal)?;
-    let model = context_message::Model {
-        id,
+    let item = writer::Item::Context {
+        member_id: actor.member_id,
+        kind,
         context_id,
-        sender_id: actor.member_id,
-        created_at,
-        edited_at: None,
-        key_epoch: epoch,
-        ciphertext,
-        pinned_at: None,
-        pinned_by: None,
+        content: input.content,
     };
-    context_message::Entity::insert(context_message::ActiveModel {
-        id: Set(model.id),
-        context_id: Set(model.context_id),
-        sender_id: Set(model.sender_id),
-        created_at: Set(model.created_at),
-        edited_at: Set(None),
-        key_epoch: Set(model.key_epoch),
-        ciphertext: Set(model.ciphertext.clone()),
-        pinned_at: Set(None),
-        pinned_by: Set(None),
-    })
-    .exec_without_returning(&txn)
-    .await?;
-    context::Entity::update_many()
-        .col_expr(context::Column::LastMessageAt, Some(created_at).into())
-        .col_expr(context::Column::ActivityAt, created_at.into())
-        .col_expr(context::Column::LastIssuedId, Some(id).into())
-        .filter(context::Column::Id.eq(context_id))
-        .exec(&txn)
-        .await?;
-    let message = view(kind, &model, Vec::new(), Vec::new());
-    let event = Event::for_context(
-        EventType::MessageSent,
-        context_type(kind),
-        context_id,
-        &message,
-    )
-    .about_message(message.id);
-    outbox::record(&txn, vec![event]).await?;
-    outbox::commit(state, txn).await?;
-    state
-        .facts
-        .note_message(context_id, actor.member_id, id, created_at);
-    Ok(message)
+    match state.writer.submit(state, item).await? {
+        writer::Sent::Context(message) => Ok(message),
+        writer::Sent::Direct(_) => Err(ServiceError::internal("a group send stored a DM")),
+    }
 }
 
 /// Message history, oldest first (or from the newest page with `backward`). Members of a

@@ -40,6 +40,8 @@ pub struct Inner {
     pub plugins: crate::plugins::Plugins,
     /// What plugin hooks are told, kept where it changes rarely.
     pub facts: crate::service::facts::FactsCache,
+    /// Public keys and conversation ids, which never change once written.
+    pub lookups: crate::service::lookups::Lookups,
     /// Group commit for message sends.
     pub writer: crate::service::writer::Writer,
 }
@@ -80,6 +82,7 @@ impl AppState {
             search: Search::new(index),
             plugins,
             facts: Default::default(),
+            lookups: Default::default(),
             writer: crate::service::writer::Writer::new(writer_shards),
         }))
     }

@@ -59,17 +59,16 @@ pub async fn record(txn: &impl ConnectionTrait, events: Vec<Event>) -> ServiceRe
 /// Reserves `count` sequence numbers and returns the first. This locks the counter row
 /// until the transaction ends.
 async fn take_seqs(txn: &impl ConnectionTrait, count: i64) -> ServiceResult<i64> {
-    event_seq::Entity::update_many()
+    // One statement: the new top comes back with `RETURNING`.
+    let top = event_seq::Entity::update_many()
         .col_expr(
             event_seq::Column::Value,
             Expr::col(event_seq::Column::Value).add(count),
         )
         .filter(event_seq::Column::Id.eq(1))
-        .exec(txn)
-        .await?;
-    let top = event_seq::Entity::find_by_id(1)
-        .one(txn)
+        .exec_with_returning(txn)
         .await?
+        .first()
         .ok_or_else(|| ServiceError::internal("the event counter is missing"))?
         .value;
     Ok(top - count + 1)

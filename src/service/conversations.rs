@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use entity::{conversation, dm_message, member};
+use entity::{conversation, dm_message};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -112,18 +112,31 @@ pub async fn send(
         ));
     }
     let db = &state.db;
-    let sender = members::find(&db.read, actor.member_id)
-        .await?
-        .ok_or_else(|| ServiceError::unauthorized("Authentication required"))?;
-    let recipient = members::find(&db.read, input.recipient_id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found(NOT_REACHABLE))?;
+    let sender = Party {
+        id: actor.member_id,
+        public_key: state
+            .lookups
+            .public_key(&db.read, actor.member_id)
+            .await?
+            .ok_or_else(|| ServiceError::unauthorized("Authentication required"))?,
+    };
+    let recipient = Party {
+        id: input.recipient_id,
+        public_key: state
+            .lookups
+            .public_key(&db.read, input.recipient_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(NOT_REACHABLE))?,
+    };
     if members::has_blocked(&db.read, recipient.id, sender.id).await? {
         return Err(ServiceError::not_found(NOT_REACHABLE));
     }
     // Asked before the conversation is made, so a refused first message leaves nothing.
     let pending = if state.plugins.wants(Hook::Message) {
-        let existing = find_conversation(&db.read, sender.id, recipient.id).await?;
+        let existing = match state.lookups.conversation(sender.id, recipient.id) {
+            Some(id) => Some(id),
+            None => find_conversation(&db.read, sender.id, recipient.id).await?,
+        };
         let scope = Scope::conversation(existing, sender.id, recipient.id);
         hooks::before_message(state, scope, "send", &input.content, None).await?
     } else {
@@ -148,12 +161,18 @@ pub async fn send(
     result
 }
 
+/// A participant of a direct message: its id and public key.
+struct Party {
+    id: Uuid,
+    public_key: std::sync::Arc<[u8]>,
+}
+
 /// Encrypts and stores a direct message (its hook already asked).
 async fn store(
     state: &AppState,
     actor: &Actor,
-    sender: member::Model,
-    recipient: member::Model,
+    sender: Party,
+    recipient: Party,
     content: String,
 ) -> ServiceResult<DirectMessageView> {
     let copies = encrypt_copies(state, &sender, &recipient, content).await?;
@@ -173,8 +192,8 @@ async fn store(
 /// ECIES for the three readers, off the async executor.
 async fn encrypt_copies(
     state: &AppState,
-    sender: &member::Model,
-    recipient: &member::Model,
+    sender: &Party,
+    recipient: &Party,
     content: String,
 ) -> ServiceResult<DirectCopies> {
     let keys = (
@@ -198,6 +217,9 @@ async fn encrypt_copies(
 /// The conversation between two members, created on first use. Safe under races: the
 /// pair is unique in the database and the loser of a race reads the winner's row.
 async fn ensure_conversation(state: &AppState, a: Uuid, b: Uuid) -> ServiceResult<Uuid> {
+    if let Some(known) = state.lookups.conversation(a, b) {
+        return Ok(known);
+    }
     let (low, high) = if a < b { (a, b) } else { (b, a) };
     let find = || {
         conversation::Entity::find()
@@ -205,6 +227,7 @@ async fn ensure_conversation(state: &AppState, a: Uuid, b: Uuid) -> ServiceResul
             .filter(conversation::Column::MemberHigh.eq(high))
     };
     if let Some(existing) = find_conversation(&state.db.read, a, b).await? {
+        state.lookups.remember_conversation(a, b, existing);
         return Ok(existing);
     }
     let now = now_ms();
@@ -223,11 +246,13 @@ async fn ensure_conversation(state: &AppState, a: Uuid, b: Uuid) -> ServiceResul
     ])
     .exec_without_returning(&state.db.write)
     .await?;
-    find()
+    let id = find()
         .one(&state.db.write)
         .await?
         .map(|row| row.id)
-        .ok_or_else(|| ServiceError::internal("conversation vanished after insert"))
+        .ok_or_else(|| ServiceError::internal("conversation vanished after insert"))?;
+    state.lookups.remember_conversation(a, b, id);
+    Ok(id)
 }
 
 /// The id of the conversation between two members, if there is one.

@@ -270,7 +270,14 @@ pub async fn history(
     });
     let ids: Vec<Uuid> = page.items.iter().map(|m| m.id).collect();
     let mut reactions = reactions_of(&state.db.read, &ids).await?;
-    let mut edits = edits_of(&state.db.read, &ids).await?;
+    // Only edited messages have an edit history: most pages need no query for it.
+    let edited: Vec<Uuid> = page
+        .items
+        .iter()
+        .filter(|m| m.edited_at.is_some())
+        .map(|m| m.id)
+        .collect();
+    let mut edits = edits_of(&state.db.read, &edited).await?;
     Ok(page.map(|m| {
         let r = reactions.remove(&m.id).unwrap_or_default();
         let e = edits.remove(&m.id).unwrap_or_default();

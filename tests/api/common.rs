@@ -150,7 +150,7 @@ pub fn test_database_url() -> Option<String> {
 }
 
 /// Creates an empty PostgreSQL database for one test and returns its URL.
-async fn fresh_postgres(admin_url: &str) -> String {
+pub async fn fresh_postgres(admin_url: &str) -> String {
     let name = format!("bct_{}", Uuid::new_v4().simple());
     let admin = Database::connect(admin_url)
         .await

@@ -373,3 +373,90 @@ async fn a_channel_of_one_hundred_thousand_members_rotates_in_constant_work() {
         "{CROWD} members: seeded in {seeded:?}; join {joined:?}, kick {kicked:?}, leave {left:?}"
     );
 }
+
+#[tokio::test]
+async fn the_migration_records_entitlement_from_the_copies_members_held() {
+    use entity::{context, context_member, member};
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectionTrait, Set, Statement};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = match crate::common::test_database_url() {
+        Some(admin) => crate::common::fresh_postgres(&admin).await,
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("upgrade.db").display()
+        ),
+    };
+    let db = sea_orm::Database::connect(&url).await.expect("connect");
+    // The schema before key entitlement was recorded on memberships.
+    Migrator::up(&db, Some(6)).await.expect("migrate to 6");
+    let [ann, bob, cat] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    for (n, id) in [ann, bob, cat].into_iter().enumerate() {
+        member::Entity::insert(member::ActiveModel {
+            id: Set(id),
+            display_name: Set(format!("m{n}")),
+            public_key: Set(vec![0x07, u8::try_from(n).expect("small")]),
+            created_at: Set(0),
+        })
+        .exec_without_returning(&db)
+        .await
+        .expect("member");
+    }
+    let channel = Uuid::now_v7();
+    context::Entity::insert(context::ActiveModel {
+        id: Set(channel),
+        kind: Set("channel".into()),
+        name: Set("old".into()),
+        unique_name: Set(Some("old".into())),
+        creator_id: Set(ann),
+        created_at: Set(0),
+        activity_at: Set(0),
+        current_epoch: Set(3),
+        history_visible: Set(false),
+        visibility: Set(Some("public".into())),
+        ..Default::default()
+    })
+    .exec_without_returning(&db)
+    .await
+    .expect("context");
+    // Ann held epochs 1..=3, Bob joined at epoch 2, Cat holds none.
+    for (member, epochs) in [(ann, 1..=3), (bob, 2..=3), (cat, 1..=0)] {
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO context_members (context_id, member_id, role, joined_at) \
+             VALUES ($1, $2, 'member', 0)",
+            [channel.into(), member.into()],
+        ))
+        .await
+        .expect("membership");
+        for epoch in epochs {
+            member_key::Entity::insert(member_key::ActiveModel {
+                context_id: Set(channel),
+                member_id: Set(member),
+                epoch: Set(epoch),
+                created_at: Set(0),
+                wrapped: Set(vec![1, 2, 3]),
+            })
+            .exec_without_returning(&db)
+            .await
+            .expect("copy");
+        }
+    }
+
+    Migrator::up(&db, None).await.expect("migrate");
+    let from = |member: Uuid| {
+        let db = &db;
+        async move {
+            context_member::Entity::find_by_id((channel, member))
+                .one(db)
+                .await
+                .expect("read")
+                .expect("membership kept")
+                .key_epoch_from
+        }
+    };
+    assert_eq!(from(ann).await, 1);
+    assert_eq!(from(bob).await, 2);
+    assert_eq!(from(cat).await, 3, "no copies: the current epoch");
+}

@@ -494,20 +494,20 @@ pub async fn depart(
         return Ok(Departure::Deleted);
     }
     let mut new_owner = None;
-    if Role::parse(&departing.role) == Role::Owner {
-        if let Some(heir) = heir(txn, context.id).await? {
-            set_role(txn, context.id, heir, Role::Owner).await?;
-            events.push(Event::for_context(
-                EventType::RoleChanged,
-                ctx_type,
-                context.id,
-                RoleAssigned {
-                    member_id: heir,
-                    role: Role::Owner,
-                },
-            ));
-            new_owner = Some(heir);
-        }
+    if Role::parse(&departing.role) == Role::Owner
+        && let Some(heir) = heir(txn, context.id).await?
+    {
+        set_role(txn, context.id, heir, Role::Owner).await?;
+        events.push(Event::for_context(
+            EventType::RoleChanged,
+            ctx_type,
+            context.id,
+            RoleAssigned {
+                member_id: heir,
+                role: Role::Owner,
+            },
+        ));
+        new_owner = Some(heir);
     }
     let (epoch, _) = keys::new_epoch(state, txn, context, now).await?;
     events.push(Event::for_context(

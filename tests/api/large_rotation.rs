@@ -349,7 +349,12 @@ async fn a_channel_of_one_hundred_thousand_members_rotates_in_constant_work() {
     server.channel_message(&owner, &id, "fewer of us").await;
     assert_eq!(key_epoch(&server, &owner, &base).await, 8);
 
+    let step = Instant::now();
     assert_eq!(epochs(&server, &owner, &base).await, (1..=8).collect());
+    let first_read = step.elapsed();
+    let step = Instant::now();
+    assert_eq!(epochs(&server, &owner, &base).await, (1..=8).collect());
+    let second_read = step.elapsed();
     assert_eq!(epochs(&server, &stayer, &base).await, (2..=8).collect());
     assert_eq!(epochs(&server, &newcomer, &base).await, (5..=8).collect());
     assert_eq!(
@@ -369,8 +374,19 @@ async fn a_channel_of_one_hundred_thousand_members_rotates_in_constant_work() {
     }
     // The newest epoch has copies for the three who read it, not for 100,000 members.
     assert_eq!(copies_of(&server, &id, 8).await, 3);
+    // What one rotation cost when it wrapped for every member: time a sample of wraps.
+    let (_, public) = crate::common::new_keypair();
+    let public = hex::decode(public).expect("hex");
+    let step = Instant::now();
+    for _ in 0..200 {
+        brightchat::crypto::ecies_encrypt(&public, &[7; 32]).expect("wraps");
+    }
+    let per_wrap = step.elapsed() / 200;
     eprintln!(
-        "{CROWD} members: seeded in {seeded:?}; join {joined:?}, kick {kicked:?}, leave {left:?}"
+        "{CROWD} members: seeded in {seeded:?}; join {joined:?}, kick {kicked:?}, \
+         leave {left:?}; owner's first read of 8 epochs {first_read:?}, second {second_read:?}; \
+         one ECIES wrap {per_wrap:?}, so eager wrapping would cost ~{:?} per rotation",
+        per_wrap * u32::try_from(CROWD).expect("small")
     );
 }
 

@@ -23,7 +23,7 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::contexts::Access;
+use super::contexts::{Access, Kind};
 use super::pagination::{CursorKey, Page, PageParams};
 use crate::crypto::{self, EpochKey};
 use crate::error::{ServiceError, ServiceResult};
@@ -283,10 +283,14 @@ async fn make_copies(
     if txn.get_database_backend() == DbBackend::Postgres {
         locked = locked.lock(LockType::KeyShare);
     }
-    let context = locked
-        .one(&txn)
-        .await?
-        .ok_or_else(|| super::contexts::non_member_error(context))?;
+    // Gone meanwhile (its last member left): the 404 of its kind.
+    let context = locked.one(&txn).await?.ok_or_else(|| {
+        if context.kind == Kind::Channel.as_str() {
+            Kind::Channel.not_found()
+        } else {
+            Kind::Group.not_found()
+        }
+    })?;
     let membership = super::contexts::membership(&txn, context_id, member_id)
         .await?
         .ok_or_else(|| super::contexts::non_member_error(&context))?;

@@ -374,6 +374,32 @@ async fn a_channel_of_one_hundred_thousand_members_rotates_in_constant_work() {
     }
     // The newest epoch has copies for the three who read it, not for 100,000 members.
     assert_eq!(copies_of(&server, &id, 8).await, 3);
+
+    // The owner leaving hands over to the highest-ranked member, the crowd notwithstanding.
+    server
+        .put(
+            &format!("{base}/roles/{}", newcomer.id),
+            Some(&owner.token),
+            json!({"role": "moderator"}),
+        )
+        .await
+        .data(200);
+    let step = Instant::now();
+    leave(&server, &owner, &base).await;
+    let owner_left = step.elapsed();
+    server
+        .put(
+            &base,
+            Some(&newcomer.token),
+            json!({"topic": "under new ownership"}),
+        )
+        .await
+        .data(200);
+    server
+        .put(&base, Some(&stayer.token), json!({"topic": "not mine"}))
+        .await
+        .error(403, "FORBIDDEN");
+    assert_eq!(key_epoch(&server, &newcomer, &base).await, 9);
     // What one rotation cost when it wrapped for every member: time a sample of wraps.
     let (_, public) = crate::common::new_keypair();
     let public = hex::decode(public).expect("hex");
@@ -384,7 +410,7 @@ async fn a_channel_of_one_hundred_thousand_members_rotates_in_constant_work() {
     let per_wrap = step.elapsed() / 200;
     eprintln!(
         "{CROWD} members: seeded in {seeded:?}; join {joined:?}, kick {kicked:?}, \
-         leave {left:?}; owner's first read of 8 epochs {first_read:?}, second {second_read:?}; \
+         leave {left:?}, owner's leave {owner_left:?}; owner's first read of 8 epochs {first_read:?}, second {second_read:?}; \
          one ECIES wrap {per_wrap:?}, so eager wrapping would cost ~{:?} per rotation",
         per_wrap * u32::try_from(CROWD).expect("small")
     );

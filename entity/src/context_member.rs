@@ -16,6 +16,10 @@ pub struct Model {
     /// Messages with ids above this are visible to the member; `NULL`: all of them. Set at
     /// join time for channels that hide earlier history from newcomers.
     pub history_after: Option<Uuid>,
+    /// The first key epoch the member is entitled to: it may read every epoch from this one
+    /// to the context's current epoch. Its wrapped copies are made on its first read of
+    /// `…/keys` (see `member_keys`).
+    pub key_epoch_from: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m20261129_000003_events;
 mod m20261201_000004_mutes_and_promotions;
 mod m20261201_000005_audit_log;
 mod m20261201_000006_plugins;
+mod m20261201_000007_key_entitlement;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_mutes_and_promotions::Migration),
             Box::new(m20261201_000005_audit_log::Migration),
             Box::new(m20261201_000006_plugins::Migration),
+            Box::new(m20261201_000007_key_entitlement::Migration),
         ]
     }
 }

@@ -173,7 +173,8 @@ impl Query {
         .map(Into::into)
     }
 
-    /// The epoch keys you hold in a group or channel, wrapped for your public key.
+    /// The epoch keys you may read in a group or channel, wrapped for your public key (your
+    /// copy of an epoch is made on your first read of it, then kept).
     #[graphql(complexity = "crate::graphql::cost::page(&page, child_complexity)")]
     async fn keys(
         &self,

@@ -505,7 +505,7 @@ pub async fn unmute(
     ))
 }
 
-/// The epoch keys you hold, wrapped for your public key.
+/// The epoch keys you may read, wrapped for your public key (made on first read, then kept).
 #[utoipa::path(get, path = "/api/channels/{channelId}/keys", tag = "channels", security(("bearer" = [])),
     params(("channelId" = Uuid, Path, description = "Channel id"), PageParams),
     responses(

@@ -398,7 +398,7 @@ pub async fn unmute(
     ))
 }
 
-/// The epoch keys you hold, wrapped for your public key.
+/// The epoch keys you may read, wrapped for your public key (made on first read, then kept).
 #[utoipa::path(get, path = "/api/groups/{groupId}/keys", tag = "groups", security(("bearer" = [])),
     params(("groupId" = Uuid, Path, description = "Group id"), PageParams),
     responses(

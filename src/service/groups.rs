@@ -93,8 +93,7 @@ fn group_view(
 
 /// All of `ids` must be registered members (404 otherwise).
 async fn require_registered(state: &AppState, ids: &[Uuid]) -> ServiceResult<()> {
-    let found = contexts::recipients(&state.db.read, ids).await?;
-    if found.len() != ids.len() {
+    if super::members::count_registered(&state.db.read, ids).await? != ids.len() {
         return Err(ServiceError::not_found("Member not found"));
     }
     Ok(())

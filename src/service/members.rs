@@ -1,7 +1,7 @@
 //! Members: registration, lookup and blocking (CONTRACT.md "Members and authentication").
 
 use entity::{block, member};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -216,6 +216,19 @@ pub async fn rows_by_ids(
         );
     }
     Ok(out)
+}
+
+/// How many of `ids` (distinct) are registered members, a count per
+/// [`crate::db::ROWS_PER_STATEMENT`] ids, without loading their rows.
+pub async fn count_registered(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResult<usize> {
+    let mut found = 0u64;
+    for chunk in ids.chunks(crate::db::ROWS_PER_STATEMENT) {
+        found += member::Entity::find()
+            .filter(member::Column::Id.is_in(chunk.to_vec()))
+            .count(db)
+            .await?;
+    }
+    Ok(usize::try_from(found).unwrap_or(usize::MAX))
 }
 
 /// The signed-in member.

@@ -150,7 +150,7 @@ pub fn test_database_url() -> Option<String> {
 }
 
 /// Creates an empty PostgreSQL database for one test and returns its URL.
-async fn fresh_postgres(admin_url: &str) -> String {
+pub async fn fresh_postgres(admin_url: &str) -> String {
     let name = format!("bct_{}", Uuid::new_v4().simple());
     let admin = Database::connect(admin_url)
         .await
@@ -456,6 +456,52 @@ pub async fn member_keys(
         );
     }
     keys
+}
+
+/// Writes `count` members and their memberships of `context` straight to the database, a
+/// statement per `brightchat::db::ROWS_PER_STATEMENT` rows: role `member`, joined now,
+/// entitled to keys from `key_epoch_from`. Their public keys are unique but not keys at all
+/// (a SEC1 tag no parser accepts), so nothing can wrap a key for them: they are for members
+/// a test never acts as. Returns their ids, oldest first.
+pub async fn seed_members(
+    server: &TestServer,
+    context: Uuid,
+    count: usize,
+    key_epoch_from: i32,
+) -> Vec<Uuid> {
+    use entity::{context_member, member};
+    use sea_orm::{EntityTrait, Set};
+    let now = brightchat::time::now_ms();
+    let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
+    for chunk in ids.chunks(brightchat::db::ROWS_PER_STATEMENT) {
+        member::Entity::insert_many(chunk.iter().map(|id| {
+            let mut key = vec![0x07];
+            key.extend_from_slice(id.as_bytes());
+            key.extend_from_slice(&[0; 16]);
+            member::ActiveModel {
+                id: Set(*id),
+                display_name: Set("seeded".into()),
+                public_key: Set(key),
+                created_at: Set(now),
+            }
+        }))
+        .exec_without_returning(&server.state.db.write)
+        .await
+        .expect("seeded members");
+        context_member::Entity::insert_many(chunk.iter().map(|id| context_member::ActiveModel {
+            context_id: Set(context),
+            member_id: Set(*id),
+            role: Set("member".into()),
+            joined_at: Set(now),
+            muted_until: Set(None),
+            history_after: Set(None),
+            key_epoch_from: Set(key_epoch_from),
+        }))
+        .exec_without_returning(&server.state.db.write)
+        .await
+        .expect("seeded memberships");
+    }
+    ids
 }
 
 /// Decrypts AES-256-GCM `nonce || ciphertext || tag` with AAD = the message id.

@@ -6,20 +6,21 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::common::{TestServer, member_keys, new_keypair};
+use crate::common::{TestMember, TestServer, member_keys, new_keypair};
 
 /// Members written straight to the database (registering 7,000 through the API would only
-/// make the test slow), each with a real public key so keys can be wrapped for it.
-async fn crowd(server: &TestServer, channel: Uuid, count: usize) {
+/// make the test slow), each with a real key pair so keys can be wrapped for it; returns
+/// their ids and secret keys.
+async fn crowd(server: &TestServer, channel: Uuid, count: usize) -> Vec<(Uuid, [u8; 32])> {
     let now = brightchat::time::now_ms();
-    let people: Vec<(Uuid, Vec<u8>)> = (0..count)
+    let people: Vec<(Uuid, Vec<u8>, [u8; 32])> = (0..count)
         .map(|_| {
-            let (_, public) = new_keypair();
-            (Uuid::now_v7(), hex::decode(public).expect("hex"))
+            let (secret, public) = new_keypair();
+            (Uuid::now_v7(), hex::decode(public).expect("hex"), secret)
         })
         .collect();
     for chunk in people.chunks(1_000) {
-        member::Entity::insert_many(chunk.iter().enumerate().map(|(n, (id, key))| {
+        member::Entity::insert_many(chunk.iter().enumerate().map(|(n, (id, key, _))| {
             member::ActiveModel {
                 id: Set(*id),
                 display_name: Set(format!("crowd {n}")),
@@ -30,7 +31,7 @@ async fn crowd(server: &TestServer, channel: Uuid, count: usize) {
         .exec_without_returning(&server.state.db.write)
         .await
         .expect("members");
-        context_member::Entity::insert_many(chunk.iter().map(|(id, _)| {
+        context_member::Entity::insert_many(chunk.iter().map(|(id, _, _)| {
             context_member::ActiveModel {
                 context_id: Set(channel),
                 member_id: Set(*id),
@@ -38,12 +39,17 @@ async fn crowd(server: &TestServer, channel: Uuid, count: usize) {
                 joined_at: Set(now),
                 muted_until: Set(None),
                 history_after: Set(None),
+                key_epoch_from: Set(1),
             }
         }))
         .exec_without_returning(&server.state.db.write)
         .await
         .expect("memberships");
     }
+    people
+        .into_iter()
+        .map(|(id, _, secret)| (id, secret))
+        .collect()
 }
 
 #[tokio::test]
@@ -53,7 +59,7 @@ async fn a_channel_of_seven_thousand_members_rotates_its_key_on_join_and_leave()
     let id = server.channel(&owner, "stadium", "public", true).await;
     let channel = Uuid::parse_str(&id).expect("id");
     // Over 6,553 members is more key copies (5 columns each) than SQLite binds at once.
-    crowd(&server, channel, 7_000).await;
+    let people = crowd(&server, channel, 7_000).await;
 
     let newcomer = server.member("newcomer").await;
     server
@@ -77,7 +83,7 @@ async fn a_channel_of_seven_thousand_members_rotates_its_key_on_join_and_leave()
     let message = history.data(200)["items"][0].clone();
     assert_eq!(crate::common::decrypt_message(&keys, &message), "welcome");
 
-    // Leaving rotates the key, wrapped for each of the 7,001 who stay.
+    // Leaving rotates the key: one new epoch, wrapped for the server only.
     server
         .post(
             &format!("/api/channels/{id}/leave"),
@@ -94,8 +100,40 @@ async fn a_channel_of_seven_thousand_members_rotates_its_key_on_join_and_leave()
         .count(&server.state.db.read)
         .await
         .expect("count");
-    assert_eq!(copies, 7_001, "every remaining member holds the new key");
+    assert_eq!(
+        copies, 1,
+        "rotation wraps for nobody; the owner's read of its keys made its copy"
+    );
     server.channel_message(&owner, &id, "after").await;
+    // Any of the 7,001 who stay gets the new key on its first read, and reads with it.
+    let (crowd_id, crowd_secret) = people[people.len() / 2];
+    let stayer = TestMember {
+        id: crowd_id,
+        secret: crowd_secret,
+        public_hex: String::new(),
+        token: server.sign_in(crowd_id, &crowd_secret).await,
+    };
+    let stayer_keys = member_keys(&server, &stayer, &format!("/api/channels/{id}")).await;
+    assert_eq!(
+        stayer_keys
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [1, 2].into(),
+        "a member since before the join holds both epochs"
+    );
+    let history = server
+        .get(&format!("/api/channels/{id}/messages"), Some(&stayer.token))
+        .await;
+    let items = history.data(200)["items"]
+        .as_array()
+        .expect("items")
+        .clone();
+    let newest = items.last().cloned().expect("a message");
+    assert_eq!(
+        crate::common::decrypt_message(&stayer_keys, &newest),
+        "after"
+    );
     let history = server
         .get(&format!("/api/channels/{id}/messages"), Some(&owner.token))
         .await;

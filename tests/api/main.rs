@@ -23,6 +23,7 @@ mod hardening;
 mod hardening_gql;
 mod hardening_net;
 mod large_contexts;
+mod large_rotation;
 mod load_smoke;
 mod member_pages;
 mod members;

@@ -52,6 +52,7 @@ async fn crowd(server: &TestServer, context: &str, count: usize) -> Vec<String> 
             joined_at: Set(*joined),
             muted_until: Set(None),
             history_after: Set(None),
+            key_epoch_from: Set(1),
         }
     }))
     .exec_without_returning(&server.state.db.write)

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::hooks::{self, Scope};
-use super::keys::{self, Recipient};
+use super::keys;
 use super::roles::{Permission, Role, may_assign};
 use super::{Actor, validate};
 use crate::error::{ServiceError, ServiceResult};
@@ -325,23 +325,12 @@ pub async fn member_page(
     Ok(page.map(|row| MemberEntry::from_row(&row, now)))
 }
 
-/// Public keys of the given members, for wrapping keys. Unknown ids are left out.
-pub async fn recipients(db: &impl ConnectionTrait, ids: &[Uuid]) -> ServiceResult<Vec<Recipient>> {
-    Ok(super::members::rows_by_ids(db, ids)
-        .await?
-        .into_iter()
-        .map(|m| Recipient {
-            member_id: m.id,
-            public_key: m.public_key,
-        })
-        .collect())
-}
-
 /// How members are admitted.
 #[derive(Clone, Copy, Debug)]
 pub struct Admission {
-    /// Newcomers get every earlier epoch and see all earlier messages; otherwise only
-    /// messages issued after they joined.
+    /// Newcomers are entitled to every epoch (from the first) and see all earlier
+    /// messages; otherwise only to epochs made from their join on, and messages issued
+    /// after it.
     pub with_history: bool,
     /// Make a new epoch for everyone (a context's first members always get epoch 1).
     pub rotate: bool,
@@ -374,6 +363,12 @@ pub async fn admit(
     } else {
         context.last_issued_id
     };
+    // Entitlement is recorded on the membership; copies are wrapped on first read.
+    let key_epoch_from = if with_history {
+        1
+    } else {
+        context.current_epoch + 1
+    };
     let mutes = standing_mutes(txn, context, &ids, now).await?;
     for chunk in newcomers.chunks(crate::db::ROWS_PER_STATEMENT) {
         let rows = chunk.iter().map(|(id, role)| context_member::ActiveModel {
@@ -383,6 +378,7 @@ pub async fn admit(
             joined_at: Set(now),
             muted_until: Set(mutes.get(id).copied()),
             history_after: Set(history_after),
+            key_epoch_from: Set(key_epoch_from),
         });
         context_member::Entity::insert_many(rows)
             .exec_without_returning(txn)
@@ -401,29 +397,8 @@ pub async fn admit(
             );
         }
     }
-    let newcomer_keys = recipients(txn, &ids).await?;
-    if with_history && context.current_epoch > 0 {
-        let epochs = keys::all_epochs(state, txn, context.id, context.current_epoch).await?;
-        for recipient in &newcomer_keys {
-            keys::grant_epochs(
-                state,
-                txn,
-                context.id,
-                recipient,
-                epochs.iter().copied(),
-                now,
-            )
-            .await?;
-        }
-    }
     if rotate || context.current_epoch == 0 {
-        let everyone: Vec<Uuid> = members_of(txn, context.id)
-            .await?
-            .iter()
-            .map(|m| m.member_id)
-            .collect();
-        let all = recipients(txn, &everyone).await?;
-        let (epoch, _) = keys::new_epoch(state, txn, context, all, now).await?;
+        let (epoch, _) = keys::new_epoch(state, txn, context, now).await?;
         if context.current_epoch > 0 {
             events.push(Event::for_context(
                 EventType::KeyRotated,
@@ -514,44 +489,27 @@ pub async fn depart(
         .exec(txn)
         .await?;
     keys::revoke_all(txn, context.id, departing.member_id).await?;
-    let remaining = members_of(txn, context.id).await?;
-    if remaining.is_empty() {
+    if !has_members(txn, context.id).await? {
         context::Entity::delete_by_id(context.id).exec(txn).await?;
         return Ok(Departure::Deleted);
     }
     let mut new_owner = None;
     if Role::parse(&departing.role) == Role::Owner
-        && !remaining
-            .iter()
-            .any(|m| Role::parse(&m.role) == Role::Owner)
+        && let Some(heir) = heir(txn, context.id).await?
     {
-        // `remaining` is oldest first; the highest rank wins, then seniority.
-        let heir = remaining
-            .iter()
-            .max_by(|a, b| {
-                Role::parse(&a.role)
-                    .cmp(&Role::parse(&b.role))
-                    .then_with(|| b.joined_at.cmp(&a.joined_at))
-                    .then_with(|| b.member_id.cmp(&a.member_id))
-            })
-            .map(|m| m.member_id);
-        if let Some(heir) = heir {
-            set_role(txn, context.id, heir, Role::Owner).await?;
-            events.push(Event::for_context(
-                EventType::RoleChanged,
-                ctx_type,
-                context.id,
-                RoleAssigned {
-                    member_id: heir,
-                    role: Role::Owner,
-                },
-            ));
-            new_owner = Some(heir);
-        }
+        set_role(txn, context.id, heir, Role::Owner).await?;
+        events.push(Event::for_context(
+            EventType::RoleChanged,
+            ctx_type,
+            context.id,
+            RoleAssigned {
+                member_id: heir,
+                role: Role::Owner,
+            },
+        ));
+        new_owner = Some(heir);
     }
-    let ids: Vec<Uuid> = remaining.iter().map(|m| m.member_id).collect();
-    let all = recipients(txn, &ids).await?;
-    let (epoch, _) = keys::new_epoch(state, txn, context, all, now).await?;
+    let (epoch, _) = keys::new_epoch(state, txn, context, now).await?;
     events.push(Event::for_context(
         EventType::KeyRotated,
         ctx_type,
@@ -559,6 +517,43 @@ pub async fn depart(
         EpochRef { epoch },
     ));
     Ok(Departure::Rotated { epoch, new_owner })
+}
+
+/// Whether a context has any member left.
+async fn has_members(txn: &impl ConnectionTrait, context_id: Uuid) -> ServiceResult<bool> {
+    Ok(context_member::Entity::find()
+        .filter(context_member::Column::ContextId.eq(context_id))
+        .limit(1)
+        .one(txn)
+        .await?
+        .is_some())
+}
+
+/// Who inherits ownership when the owner goes: nobody while another owner remains,
+/// otherwise the highest-ranked member, the longest-standing first (join time, then id).
+/// A few indexed single-row reads, whatever the member count.
+async fn heir(txn: &impl ConnectionTrait, context_id: Uuid) -> ServiceResult<Option<Uuid>> {
+    let first = |role: Option<Role>| {
+        let mut query =
+            context_member::Entity::find().filter(context_member::Column::ContextId.eq(context_id));
+        if let Some(role) = role {
+            query = query.filter(context_member::Column::Role.eq(role.as_str()));
+        }
+        query
+            .order_by_asc(context_member::Column::JoinedAt)
+            .order_by_asc(context_member::Column::MemberId)
+            .limit(1)
+            .one(txn)
+    };
+    if first(Some(Role::Owner)).await?.is_some() {
+        return Ok(None);
+    }
+    for role in [Some(Role::Admin), Some(Role::Moderator), None] {
+        if let Some(row) = first(role).await? {
+            return Ok(Some(row.member_id));
+        }
+    }
+    Ok(None)
 }
 
 /// Stores a member's role.
@@ -771,7 +766,8 @@ pub(crate) async fn store_mute(
     })
 }
 
-/// The epoch keys the actor holds in a context, wrapped for it.
+/// The epoch keys the actor may read in a context, wrapped for it (copies it does not
+/// hold yet are made now; see [`keys::list_for_member`]).
 pub async fn keys(
     state: &AppState,
     actor: &Actor,
@@ -779,8 +775,8 @@ pub async fn keys(
     context_id: Uuid,
     params: &super::pagination::PageParams,
 ) -> ServiceResult<super::pagination::Page<keys::KeyView>> {
-    require_member(&state.db.read, kind, context_id, actor).await?;
-    keys::list_for_member(state, context_id, actor.member_id, params).await
+    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    keys::list_for_member(state, &access, params).await
 }
 
 /// `{"left": true}`.

@@ -129,7 +129,14 @@ fn note_facts(state: &AppState, event: &Event) {
         | EventType::RoleChanged
         | EventType::MessageDeleted
         | EventType::ChannelUpdated
-        | EventType::ChannelDeleted => state.facts.forget(event.context_id),
+        | EventType::ChannelDeleted => {
+            state.facts.forget(event.context_id);
+            // Another node's change: what this node's reads cached of it is stale.
+            state.gates.forget(event.context_id);
+        }
+        EventType::MemberMuted | EventType::MemberUnmuted => {
+            state.gates.forget(event.context_id);
+        }
         _ => {}
     }
 }

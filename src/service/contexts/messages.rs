@@ -244,7 +244,7 @@ pub async fn history(
     context_id: Uuid,
     params: &PageParams,
 ) -> ServiceResult<Page<MessageView>> {
-    let access = require_member(&state.db.read, kind, context_id, actor).await?;
+    let access = super::read_access(state, kind, context_id, actor).await?;
     let scope = format!("{}:{context_id}:messages", kind.as_str());
     let request = state.cursors.request(&scope, params, true)?;
     let mut query =

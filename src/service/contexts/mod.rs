@@ -228,6 +228,31 @@ pub async fn require_member(
     access_to(db, context, actor.member_id).await
 }
 
+/// A member's access for reads (history, search), from the gate's cache when it holds it
+/// (see [`super::gates`]), else from the database, then cached. Errors are those of
+/// [`require_member`] and are never cached.
+pub async fn read_access(
+    state: &AppState,
+    kind: Kind,
+    id: Uuid,
+    actor: &Actor,
+) -> ServiceResult<super::gates::ReadAccess> {
+    let snapshot = match state.gates.cached(id, actor.member_id) {
+        Ok(hit) if hit.kind == kind.as_str() => return Ok(hit),
+        Ok(_) => return Err(kind.not_found()),
+        Err(snapshot) => snapshot,
+    };
+    let access = require_member(&state.db.read, kind, id, actor).await?;
+    let read = super::gates::ReadAccess {
+        kind: access.context.kind,
+        membership: access.membership,
+    };
+    state
+        .gates
+        .remember(id, actor.member_id, snapshot, read.clone());
+    Ok(read)
+}
+
 /// Like [`require_member`] for a context already read (inside a transaction, say).
 pub async fn access_to(
     db: &impl ConnectionTrait,

@@ -116,7 +116,18 @@ async fn main() {
         .map(|(name, value)| (name.as_str(), value.clone()))
         .collect();
 
-    let client = reqwest::Client::new();
+    // Idle pooled connections are dropped before the server's keep-alive timeout (10 s by
+    // default) closes them, so that a request never goes out on a connection being closed.
+    let client = match reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("http client: {error}");
+            std::process::exit(2);
+        }
+    };
     let server = match &args.url {
         Some(_) => None,
         None => {

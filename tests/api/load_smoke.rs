@@ -83,6 +83,7 @@ async fn every_scenario_runs_without_errors() {
     );
 
     let table = load::table(&all);
+    eprintln!("{table}");
     for name in SCENARIOS {
         for row in rows_of(name) {
             assert!(

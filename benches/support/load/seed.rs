@@ -82,8 +82,8 @@ pub async fn register(
     Ok(members)
 }
 
-/// POSTs `path` (under `base`) with an empty body as `token`; a 503 (a busy channel lock)
-/// is retried after a pause, up to five times.
+/// POSTs an empty JSON object to `url` as `token`; a 503 (a busy channel lock) is retried
+/// after a pause, up to five times. Any other non-2xx answer is an error.
 pub async fn post_retrying(
     client: &reqwest::Client,
     url: String,

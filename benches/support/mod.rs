@@ -61,7 +61,8 @@ pub fn spawn_server(
     Ok((child, base, dir))
 }
 
-/// Spawns the `brightchat` binary at `bin` on a free loopback port with `data_dir`.
+/// Spawns the `brightchat` binary at `bin` on a free loopback port with `data_dir`; `env`
+/// comes last, so it may override the defaults set here.
 pub fn spawn_server_in(
     bin: &std::path::Path,
     env: &[(&str, String)],
@@ -76,7 +77,9 @@ pub fn spawn_server_in(
             "BRIGHTCHAT_LOG",
             std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
         )
-        .env("BRIGHTCHAT_WS_BUFFER", "4096");
+        .env("BRIGHTCHAT_WS_BUFFER", "4096")
+        // No plugins unless the caller names a folder (not the repository's ./plugins).
+        .env("BRIGHTCHAT_PLUGINS_DIR", data_dir.join("plugins"));
     for (name, value) in env {
         command.env(name, value);
     }

@@ -2,44 +2,126 @@
 //!
 //! Used by the `load` example (which prints the table) and by the API smoke test
 //! (`tests/api/load_smoke.rs`, tiny sizes, asserts only completion without errors).
+//!
+//! The request scenarios are here; the WebSocket, big-channel and startup scenarios are in
+//! the submodules, with the seeding and socket helpers they share.
 
+mod big;
+mod fanout;
+mod idle;
+mod seed;
+mod startup;
+mod wave;
+mod ws;
+
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use serde_json::{Value, json};
-use tokio::sync::Mutex;
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
-use super::{member, percentile, post};
+use super::percentile;
+use seed::{channel, register, seed_messages};
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: [&str; 5] = ["channel-send", "dm-send", "history", "search", "fanout"];
+pub const SCENARIOS: [&str; 9] = [
+    "channel-send",
+    "dm-send",
+    "history",
+    "search",
+    "fanout",
+    "idle-ws",
+    "big-channel",
+    "presence-wave",
+    "startup",
+];
 
 /// How big a run is.
 #[derive(Clone, Debug)]
 pub struct Sizes {
-    /// Concurrent clients for the request scenarios.
+    /// Concurrent clients for the request scenarios (and big-channel's send).
     pub clients: usize,
-    /// How long each scenario sends.
+    /// How long each request scenario sends.
     pub duration: Duration,
     /// Members of the channel used by channel-send, history and search.
     pub members: usize,
     /// WebSocket subscribers for fanout.
     pub subscribers: usize,
+    /// Fanout subscribers come online as they connect (and the storm of presence events
+    /// passes before measuring); otherwise they set their status offline first.
+    pub fanout_online: bool,
+    /// Idle WebSocket connections for idle-ws, one member each.
+    pub idle: usize,
+    /// Members seeded into the channel of big-channel.
+    pub big_members: usize,
+    /// Joins, leaves and kicks measured in big-channel (each).
+    pub big_ops: usize,
+    /// Members coming online at once in presence-wave.
+    pub wave: usize,
+    /// Server starts measured by startup (each: a fresh data dir, then a restart on it).
+    pub startup_runs: usize,
 }
 
-/// What one scenario measured. `latencies` is sorted.
+impl Default for Sizes {
+    fn default() -> Self {
+        Self {
+            clients: 64,
+            duration: Duration::from_secs(10),
+            members: 10,
+            subscribers: 100,
+            fanout_online: false,
+            idle: 10_000,
+            big_members: 100_000,
+            big_ops: 100,
+            wave: 1_000,
+            startup_runs: 5,
+        }
+    }
+}
+
+impl Sizes {
+    /// The most WebSockets any scenario holds open at once (plus one per client): what the
+    /// server's connection cap and both processes' open-file limits must allow.
+    pub fn max_sockets(&self) -> usize {
+        self.subscribers.max(self.idle).max(self.wave + 1) + self.clients
+    }
+}
+
+/// The server the scenarios drive.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Its base URL, e.g. `http://127.0.0.1:8080`.
+    pub base: String,
+    /// Its process id, when it runs on this machine (RSS is read from `/proc/<pid>`).
+    pub pid: Option<u32>,
+    /// The binary `startup` spawns; `None` when the harness did not start the server.
+    pub server_bin: Option<PathBuf>,
+    /// Environment for servers `startup` spawns (as the harness started its own).
+    pub server_env: Vec<(String, String)>,
+}
+
+impl Target {
+    /// The server's RSS in KiB, when the harness knows its process.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.pid.map(super::rss_kib)
+    }
+}
+
+/// What one row of the table measured. `latencies` is sorted.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// The scenario that produced the row (one of [`SCENARIOS`]).
     pub scenario: &'static str,
+    /// The row's name in the table: the scenario, or the scenario and what was measured.
+    pub row: String,
     pub requests: u64,
     pub errors: u64,
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
-    /// Server RSS after the scenario, when the harness started the server.
+    /// Server RSS after the scenario (or what the scenario measured), when known.
     pub rss_kib: Option<u64>,
+    /// Lines printed under the table (per-connection memory, frame counts, seeding times).
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -52,27 +134,43 @@ impl Report {
     }
 }
 
-/// Runs the scenario called `name` (one of [`SCENARIOS`]).
+/// Runs the scenario called `name` (one of [`SCENARIOS`]); returns its rows.
 pub async fn run(
     client: &reqwest::Client,
-    base: &str,
+    target: &Target,
     name: &str,
     sizes: &Sizes,
-) -> Result<Report, String> {
-    match name {
-        "channel-send" => channel_send(client, base, sizes).await,
-        "dm-send" => dm_send(client, base, sizes).await,
-        "history" => history(client, base, sizes).await,
-        "search" => search(client, base, sizes).await,
-        "fanout" => fanout(client, base, sizes).await,
-        other => Err(format!(
-            "unknown scenario {other:?}; expected one of {}",
-            SCENARIOS.join(", ")
-        )),
-    }
+) -> Result<Vec<Report>, String> {
+    let base = target.base.as_str();
+    let rows = match name {
+        "channel-send" => vec![channel_send(client, base, sizes).await?],
+        "dm-send" => vec![dm_send(client, base, sizes).await?],
+        "history" => vec![history(client, base, sizes).await?],
+        "search" => vec![search(client, base, sizes).await?],
+        "fanout" => vec![fanout::fanout(client, base, sizes).await?],
+        "idle-ws" => vec![idle::idle_ws(client, target, sizes).await?],
+        "big-channel" => big::big_channel(client, base, sizes).await?,
+        "presence-wave" => vec![wave::presence_wave(client, base, sizes).await?],
+        "startup" => startup::startup(target, sizes).await?,
+        other => {
+            return Err(format!(
+                "unknown scenario {other:?}; expected one of {}",
+                SCENARIOS.join(", ")
+            ));
+        }
+    };
+    let rss = target.rss_kib();
+    Ok(rows
+        .into_iter()
+        .map(|mut row| {
+            row.rss_kib = row.rss_kib.or(rss);
+            row
+        })
+        .collect())
 }
 
-fn report(scenario: &'static str, outcome: Outcome) -> Report {
+/// A row named after its scenario, or `scenario what` when `what` is not empty.
+fn report(scenario: &'static str, what: &str, outcome: Outcome) -> Report {
     let Outcome {
         requests,
         errors,
@@ -82,102 +180,26 @@ fn report(scenario: &'static str, outcome: Outcome) -> Report {
     latencies.sort();
     Report {
         scenario,
+        row: if what.is_empty() {
+            scenario.to_owned()
+        } else {
+            format!("{scenario} {what}")
+        },
         requests,
         errors,
         elapsed,
         latencies,
         rss_kib: None,
+        notes: Vec::new(),
     }
 }
 
+/// What a scenario counted, before it becomes a [`Report`].
 struct Outcome {
     requests: u64,
     errors: u64,
     elapsed: Duration,
     latencies: Vec<Duration>,
-}
-
-/// Registers and signs in `count` members, 16 at a time; returns (token, member id).
-async fn members(client: &reqwest::Client, base: &str, prefix: &str, count: usize) -> Vec<String> {
-    futures_util::stream::iter((0..count).map(|i| {
-        let name = format!("{prefix}{i}");
-        async move { member(client, base, name).await }
-    }))
-    .buffered(16)
-    .collect()
-    .await
-}
-
-async fn member_id(client: &reqwest::Client, base: &str, token: &str) -> Result<String, String> {
-    let me: Value = client
-        .get(format!("{base}/api/members/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    me["data"]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no member id in {me}"))
-}
-
-/// A public channel created by the first token and joined by the others; returns its id.
-async fn channel(
-    client: &reqwest::Client,
-    base: &str,
-    name: &str,
-    tokens: &[String],
-) -> Result<String, String> {
-    let created = post(
-        client,
-        format!("{base}/api/channels"),
-        Some(&tokens[0]),
-        json!({"name": name, "visibility": "public"}),
-    )
-    .await;
-    let id = created["data"]["id"]
-        .as_str()
-        .ok_or_else(|| format!("channel not created: {created}"))?
-        .to_owned();
-    for token in &tokens[1..] {
-        let response = client
-            .post(format!("{base}/api/channels/{id}/join"))
-            .bearer_auth(token)
-            .json(&json!({}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("join: {}", response.status()));
-        }
-    }
-    Ok(id)
-}
-
-async fn seed_messages(
-    client: &reqwest::Client,
-    base: &str,
-    channel: &str,
-    tokens: &[String],
-    count: usize,
-) -> Result<(), String> {
-    for i in 0..count {
-        let token = &tokens[i % tokens.len()];
-        let response = client
-            .post(format!("{base}/api/channels/{channel}/messages"))
-            .bearer_auth(token)
-            .json(&json!({"content": format!("lighthouse harbour note {i}")}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("seed message: {}", response.status()));
-        }
-    }
-    Ok(())
 }
 
 /// `clients` tasks each send `request(client_index, sequence)` back to back until `duration`
@@ -240,33 +262,41 @@ where
     outcome
 }
 
+/// `clients` clients posting to channel `id`, spread over `tokens`.
+async fn send_loop(
+    client: &reqwest::Client,
+    base: &str,
+    id: String,
+    tokens: Arc<Vec<String>>,
+    sizes: &Sizes,
+) -> Outcome {
+    let base = base.to_owned();
+    closed_loop(client, sizes.clients, sizes.duration, move |c, i, n| {
+        c.post(format!("{base}/api/channels/{id}/messages"))
+            .bearer_auth(&tokens[i % tokens.len()])
+            .json(&json!({"content": format!("load {i}/{n}")}))
+    })
+    .await
+}
+
 async fn channel_send(
     client: &reqwest::Client,
     base: &str,
     sizes: &Sizes,
 ) -> Result<Report, String> {
-    let tokens = Arc::new(members(client, base, "send", sizes.members.max(1)).await);
-    let id = channel(client, base, "load-send", &tokens).await?;
-    let base = base.to_owned();
-    let outcome = closed_loop(client, sizes.clients, sizes.duration, move |c, i, n| {
-        c.post(format!("{base}/api/channels/{id}/messages"))
-            .bearer_auth(&tokens[i % tokens.len()])
-            .json(&json!({"content": format!("load {i}/{n}")}))
-    })
-    .await;
-    Ok(report("channel-send", outcome))
+    let members = register(client, base, "send", sizes.members.max(1)).await?;
+    let id = channel(client, base, "load-send", &members).await?;
+    let tokens = Arc::new(members.into_iter().map(|m| m.token).collect());
+    let outcome = send_loop(client, base, id, tokens, sizes).await;
+    Ok(report("channel-send", "", outcome))
 }
 
 async fn dm_send(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<Report, String> {
     // Client 2k and 2k+1 are a pair, writing to each other.
     let count = sizes.clients.max(2).div_ceil(2) * 2;
-    let tokens = members(client, base, "dm", count).await;
-    let mut ids = Vec::with_capacity(count);
-    for token in &tokens {
-        ids.push(member_id(client, base, token).await?);
-    }
-    let tokens = Arc::new(tokens);
-    let ids = Arc::new(ids);
+    let members = register(client, base, "dm", count).await?;
+    let ids: Arc<Vec<String>> = Arc::new(members.iter().map(|m| m.id.clone()).collect());
+    let tokens: Arc<Vec<String>> = Arc::new(members.into_iter().map(|m| m.token).collect());
     let base = base.to_owned();
     let outcome = closed_loop(client, sizes.clients, sizes.duration, move |c, i, n| {
         c.post(format!("{base}/api/conversations"))
@@ -274,26 +304,28 @@ async fn dm_send(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<
             .json(&json!({"recipientId": ids[i ^ 1], "content": format!("dm {i}/{n}")}))
     })
     .await;
-    Ok(report("dm-send", outcome))
+    Ok(report("dm-send", "", outcome))
 }
 
 async fn history(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<Report, String> {
-    let tokens = Arc::new(members(client, base, "read", sizes.members.max(1)).await);
-    let id = channel(client, base, "load-history", &tokens).await?;
-    seed_messages(client, base, &id, &tokens, 60).await?;
+    let members = register(client, base, "read", sizes.members.max(1)).await?;
+    let id = channel(client, base, "load-history", &members).await?;
+    seed_messages(client, base, &id, &members, 60).await?;
+    let tokens: Arc<Vec<String>> = Arc::new(members.into_iter().map(|m| m.token).collect());
     let base = base.to_owned();
     let outcome = closed_loop(client, sizes.clients, sizes.duration, move |c, i, _| {
         c.get(format!("{base}/api/channels/{id}/messages?limit=50"))
             .bearer_auth(&tokens[i % tokens.len()])
     })
     .await;
-    Ok(report("history", outcome))
+    Ok(report("history", "", outcome))
 }
 
 async fn search(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<Report, String> {
-    let tokens = Arc::new(members(client, base, "find", sizes.members.max(1)).await);
-    let id = channel(client, base, "load-search", &tokens).await?;
-    seed_messages(client, base, &id, &tokens, 60).await?;
+    let members = register(client, base, "find", sizes.members.max(1)).await?;
+    let id = channel(client, base, "load-search", &members).await?;
+    seed_messages(client, base, &id, &members, 60).await?;
+    let tokens: Arc<Vec<String>> = Arc::new(members.into_iter().map(|m| m.token).collect());
     let base = base.to_owned();
     let outcome = closed_loop(client, sizes.clients, sizes.duration, move |c, i, n| {
         let query = if n % 2 == 0 { "lighthouse" } else { "harbour" };
@@ -303,127 +335,20 @@ async fn search(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<R
         .bearer_auth(&tokens[i % tokens.len()])
     })
     .await;
-    Ok(report("search", outcome))
+    Ok(report("search", "", outcome))
 }
 
-/// One sender, `subscribers` WebSocket subscribers: sends one message at a time for the
-/// duration, waiting (up to 10 s) until every subscriber has it. Requests are messages sent;
-/// a failed send or a frame some subscriber never got counts as an error; latencies are
-/// send → receipt, over every subscriber.
-async fn fanout(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<Report, String> {
-    let subscribers = sizes.subscribers.max(1);
-    let mut tokens = members(client, base, "fan", subscribers + 1).await;
-    let id = channel(client, base, "load-fanout", &tokens).await?;
-    let sender = tokens.remove(0);
-
-    let ws_base = base.replacen("http://", "ws://", 1);
-    let receipts: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
-    let frames = Arc::new(AtomicU64::new(0));
-    let mut readers = Vec::with_capacity(subscribers);
-    for token in &tokens {
-        let (stream, _) =
-            tokio_tungstenite::connect_async(format!("{ws_base}/api/events?token={token}"))
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-        let receipts = receipts.clone();
-        let frames = frames.clone();
-        readers.push(tokio::spawn(async move {
-            let (_, mut read) = stream.split();
-            while let Some(Ok(frame)) = read.next().await {
-                if let Message::Text(text) = frame {
-                    let at = Instant::now();
-                    frames.fetch_add(1, Ordering::Relaxed);
-                    if text.contains("communication:message_sent") {
-                        let value: Value =
-                            serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
-                        if let Some(id) = value["data"]["id"].as_str() {
-                            receipts.lock().await.push((id.to_owned(), at));
-                        }
-                    }
-                }
-            }
-        }));
-    }
-    // Let the presence events from the connections pass before measuring.
-    let storm = Instant::now();
-    let mut quiet_since = Instant::now();
-    let mut seen = frames.load(Ordering::Relaxed);
-    while quiet_since.elapsed() < Duration::from_millis(300)
-        && storm.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = frames.load(Ordering::Relaxed);
-        if now != seen {
-            seen = now;
-            quiet_since = Instant::now();
-        }
-    }
-
-    let mut sent_at = std::collections::HashMap::new();
-    let mut requests = 0u64;
-    let mut errors = 0u64;
-    let started = Instant::now();
-    while started.elapsed() < sizes.duration {
-        let before = receipts.lock().await.len();
-        let at = Instant::now();
-        requests += 1;
-        let sent = client
-            .post(format!("{base}/api/channels/{id}/messages"))
-            .bearer_auth(&sender)
-            .json(&json!({"content": format!("fanout {requests}")}))
-            .send()
-            .await;
-        let message = match sent {
-            Ok(response) if response.status().is_success() => response
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|v| v["data"]["id"].as_str().map(str::to_owned)),
-            _ => None,
-        };
-        let Some(message) = message else {
-            errors += 1;
-            continue;
-        };
-        sent_at.insert(message, at);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while receipts.lock().await.len() < before + subscribers && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-    }
-    let elapsed = started.elapsed();
-    for reader in &readers {
-        reader.abort();
-    }
-    let receipts = receipts.lock().await;
-    let latencies: Vec<Duration> = receipts
-        .iter()
-        .filter_map(|(id, at)| sent_at.get(id).map(|start| at.duration_since(*start)))
-        .collect();
-    let expected = sent_at.len() * subscribers;
-    errors += expected.saturating_sub(latencies.len()) as u64;
-    Ok(report(
-        "fanout",
-        Outcome {
-            requests,
-            errors,
-            elapsed,
-            latencies,
-        },
-    ))
-}
-
-/// The table the `load` example prints.
+/// The table the `load` example prints: one row per report, then the reports' notes.
 pub fn table(reports: &[Report]) -> String {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     let mut out = format!(
-        "{:<13} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10}\n",
+        "{:<19} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10}\n",
         "scenario", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "rss KiB"
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<13} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>10}\n",
-            r.scenario,
+            "{:<19} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>10}\n",
+            r.row,
             r.requests,
             r.errors,
             r.throughput(),
@@ -432,6 +357,13 @@ pub fn table(reports: &[Report]) -> String {
             ms(r.p(0.99)),
             r.rss_kib.map_or("-".to_owned(), |k| k.to_string()),
         ));
+    }
+    let notes: Vec<&String> = reports.iter().flat_map(|r| &r.notes).collect();
+    if !notes.is_empty() {
+        out.push('\n');
+        for note in notes {
+            out.push_str(&format!("{note}\n"));
+        }
     }
     out
 }

@@ -1,5 +1,5 @@
 //! The load harness (`examples/load.rs`, scenarios in `benches/support/load.rs`) at tiny
-//! sizes: every scenario completes without errors and measures something. No timings.
+//! sizes: every scenario completes without errors and produces its rows. No timings.
 
 use std::time::Duration;
 
@@ -8,7 +8,19 @@ use crate::common::TestServer;
 #[path = "../../benches/support/mod.rs"]
 mod support;
 
-use support::load::{self, SCENARIOS, Sizes};
+use support::load::{self, SCENARIOS, Sizes, Target};
+
+/// The rows each scenario produces, by name.
+fn rows_of(scenario: &str) -> Vec<String> {
+    match scenario {
+        "big-channel" => ["join", "leave", "kick", "send"]
+            .iter()
+            .map(|what| format!("big-channel {what}"))
+            .collect(),
+        "startup" => vec!["startup fresh".into(), "startup restart".into()],
+        other => vec![other.to_owned()],
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_without_errors() {
@@ -19,19 +31,80 @@ async fn every_scenario_runs_without_errors() {
         duration: Duration::from_secs(1),
         members: 3,
         subscribers: 3,
+        fanout_online: false,
+        idle: 20,
+        big_members: 30,
+        big_ops: 3,
+        wave: 10,
+        startup_runs: 1,
     };
+    // The server runs in this process; `startup` spawns the binary Cargo built for the tests.
+    let target = Target {
+        base: server.base.clone(),
+        pid: None,
+        server_bin: Some(env!("CARGO_BIN_EXE_brightchat").into()),
+        server_env: Vec::new(),
+    };
+    let mut all = Vec::new();
     for name in SCENARIOS {
-        let report = load::run(&client, &server.base, name, &sizes)
+        let reports = load::run(&client, &target, name, &sizes)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(report.scenario, name);
-        assert_eq!(report.errors, 0, "{name}: {report:?}");
-        assert!(report.requests > 0, "{name}: no requests");
-        assert!(!report.latencies.is_empty(), "{name}: no latency sample");
+        let rows: Vec<&str> = reports.iter().map(|r| r.row.as_str()).collect();
+        assert_eq!(rows, rows_of(name), "{name}");
+        for report in &reports {
+            assert_eq!(report.scenario, name);
+            assert_eq!(report.errors, 0, "{name}: {report:?}");
+            assert!(report.requests > 0, "{name}: no requests");
+            assert!(!report.latencies.is_empty(), "{name}: no latency sample");
+        }
+        all.extend(reports);
     }
+    let idle = all
+        .iter()
+        .find(|r| r.scenario == "idle-ws")
+        .expect("idle-ws row");
+    assert_eq!(idle.requests, 20, "one connection per idle member");
+    assert_eq!(idle.latencies.len(), 20, "every idle connection opened");
+    let wave = all
+        .iter()
+        .find(|r| r.scenario == "presence-wave")
+        .expect("wave row");
+    assert_eq!(
+        wave.latencies.len(),
+        10,
+        "the observer saw all 10 come online"
+    );
     assert!(
-        load::run(&client, &server.base, "nope", &sizes)
+        all.iter()
+            .filter(|r| r.scenario == "startup")
+            .all(|r| r.rss_kib.is_some_and(|kib| kib > 0)),
+        "startup reads the RSS of the server it starts"
+    );
+
+    let table = load::table(&all);
+    eprintln!("{table}");
+    for name in SCENARIOS {
+        for row in rows_of(name) {
+            assert!(
+                table.lines().any(|line| line.starts_with(&row)),
+                "{row} missing from\n{table}"
+            );
+        }
+    }
+    for note in ["idle-ws:", "big-channel:", "presence-wave:", "startup:"] {
+        assert!(table.contains(note), "no {note} note in\n{table}");
+    }
+
+    assert!(load::run(&client, &target, "nope", &sizes).await.is_err());
+    let remote = Target {
+        server_bin: None,
+        ..target
+    };
+    assert!(
+        load::run(&client, &remote, "startup", &sizes)
             .await
-            .is_err()
+            .is_err(),
+        "startup needs a binary to start"
     );
 }

@@ -16,6 +16,9 @@ use crate::service::keys::EpochKeyCache;
 use crate::service::pagination::CursorCodec;
 use crate::service::presence::Presence;
 
+/// Events the bus holds for the node's router before it lags.
+const BUS_CAPACITY: usize = 1024;
+
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -45,7 +48,10 @@ pub struct Inner {
 impl AppState {
     pub fn new(config: Config, db: Db, server_key: ServerKey, index: Arc<dyn SearchIndex>) -> Self {
         let cursors = CursorCodec::new(server_key.derive("brightchat cursor v1"));
-        let bus = std::sync::Arc::new(InProcessBus::new(config.ws_buffer));
+        // The bus feeds one router per node, which never waits on a connection: it only lags
+        // when the node is overloaded as a whole.
+        let bus = std::sync::Arc::new(InProcessBus::new(BUS_CAPACITY.max(config.ws_buffer)));
+        let queue = config.ws_buffer;
         let registry = Arc::new(crate::plugins::Registry::new(
             config.plugins_dir.clone(),
             crate::plugins::Limits {
@@ -66,7 +72,7 @@ impl AppState {
             tokens: TokenCache::new(),
             epoch_keys: EpochKeyCache::new(),
             presence: Presence::default(),
-            events: EventHub::new(bus),
+            events: EventHub::new(bus, queue),
             gates: Gates::default(),
             connections: ConnectionCounter::default(),
             search: Search::new(index),

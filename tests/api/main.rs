@@ -31,6 +31,7 @@ mod plugins_actions;
 mod plugins_hooks;
 mod plugins_host;
 mod realtime;
+mod routing;
 mod search;
 mod startup;
 mod wire;

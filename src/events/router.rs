@@ -294,27 +294,37 @@ impl Index {
     /// The active connections that receive `event`, with the membership changes it carries
     /// applied to their views and to the index.
     fn recipients(&mut self, event: &Event) -> Vec<u64> {
-        let mut candidates: HashSet<u64> = HashSet::new();
-        let of_member = |member: &Uuid, into: &mut HashSet<u64>| {
+        let mut candidates: Vec<u64> = Vec::new();
+        let of_member = |member: &Uuid, into: &mut Vec<u64>| {
             if let Some(ids) = self.by_member.get(member) {
                 into.extend(ids.iter().copied());
             }
         };
-        let of_context = |context: &Uuid, into: &mut HashSet<u64>| {
+        let of_context = |context: &Uuid, into: &mut Vec<u64>| {
             if let Some(ids) = self.by_context.get(context) {
                 into.extend(ids.iter().copied());
             }
         };
+        // One source gives distinct ids; several may repeat some.
+        let mut several = !event.joined.is_empty() || !event.left.is_empty();
         match &event.audience {
             Audience::Context => of_context(&event.context_id, &mut candidates),
-            Audience::Members { ids } => ids.iter().for_each(|m| of_member(m, &mut candidates)),
+            Audience::Members { ids } => {
+                several |= ids.len() > 1;
+                ids.iter().for_each(|m| of_member(m, &mut candidates));
+            }
             Audience::Sharing { member, contexts } => {
+                several = true;
                 of_member(member, &mut candidates);
                 contexts.iter().for_each(|c| of_context(c, &mut candidates));
             }
         }
         for member in event.joined.iter().chain(&event.left) {
             of_member(member, &mut candidates);
+        }
+        if several {
+            candidates.sort_unstable();
+            candidates.dedup();
         }
         let context = event.context_id;
         let mut recipients = Vec::with_capacity(candidates.len());
@@ -560,5 +570,33 @@ mod tests {
             kinds,
             vec![EventType::PresenceChanged, EventType::MessageSent]
         );
+    }
+
+    /// A rough figure, not a check: `cargo test --lib routing_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn routing_cost() {
+        let (connections, contexts, events) = (10_000usize, 100usize, 20_000i64);
+        let router = Router::new(1 << 20);
+        let ids: Vec<Uuid> = (0..contexts).map(|_| Uuid::new_v4()).collect();
+        let mut held = Vec::new();
+        for n in 0..connections {
+            let member = Uuid::new_v4();
+            let (registration, receiver) = router.register(member);
+            router.activate(&registration, view(member, &[ids[n % contexts]]), 0);
+            held.push((registration, receiver));
+        }
+        let started = std::time::Instant::now();
+        for seq in 1..=events {
+            router.route(sent(ids[seq as usize % contexts], seq));
+        }
+        let elapsed = started.elapsed();
+        let delivered: usize = held.iter_mut().map(|(_, rx)| drain(rx).len()).sum();
+        println!(
+            "{events} events over {connections} connections in {contexts} contexts: \
+             {delivered} deliveries, {:?} per event",
+            elapsed / events as u32
+        );
+        assert_eq!(delivered, events as usize * connections / contexts);
     }
 }

@@ -16,8 +16,9 @@ use crate::service::keys::EpochKeyCache;
 use crate::service::pagination::CursorCodec;
 use crate::service::presence::Presence;
 
-/// Events the bus holds for the node's router before it lags.
-const BUS_CAPACITY: usize = 1024;
+/// Events the bus holds for the node's router before it lags. A slot's event is released as
+/// soon as the router has read it, so only a router that is behind holds events.
+const BUS_CAPACITY: usize = 16_384;
 
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]

@@ -19,8 +19,8 @@
 //!
 //! Presence is coalesced: `presence_changed` events wait up to [`PRESENCE_WINDOW`] and only
 //! the latest per member is delivered, each connection getting the batch as one queue
-//! entry. The batch goes out before any durable event routed after it, so a peer never
-//! receives a later message before a presence change decided earlier.
+//! entry (per 128 members). The batch goes out before any durable event routed after it,
+//! so a peer never receives a later message before a presence change decided earlier.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,8 @@ use super::{Audience, Event, EventType};
 
 /// How long presence changes are gathered before they are delivered.
 pub const PRESENCE_WINDOW: Duration = Duration::from_millis(50);
+/// Members whose presence is delivered under one hold of the index.
+const PRESENCE_CHUNK: usize = 128;
 
 /// One entry of a connection's queue.
 pub enum Delivery {
@@ -192,14 +194,14 @@ impl Router {
 
     /// Routes one event from the bus.
     pub fn route(&self, event: Arc<Event>) {
-        let mut index = self.lock();
         if event.ephemeral && event.event_type == EventType::PresenceChanged {
-            index.hold_presence(event);
+            self.lock().hold_presence(event);
             return;
         }
         if !event.ephemeral {
-            index.flush_presence();
+            self.flush_presence();
         }
+        let mut index = self.lock();
         let mut dropped = Vec::new();
         for id in index.recipients(&event) {
             if let Some(conn) = index.conns.get(&id)
@@ -219,9 +221,14 @@ impl Router {
         self.lock().presence_due
     }
 
-    /// Delivers the gathered presence changes.
+    /// Delivers the gathered presence changes, 128 members at a time so that
+    /// connections opening and closing meanwhile do not wait long for the index. (Only the
+    /// router's task routes, so nothing else is delivered between the chunks.)
     pub fn flush_presence(&self) {
-        self.lock().flush_presence();
+        let events = self.lock().take_presence();
+        for chunk in events.chunks(PRESENCE_CHUNK) {
+            self.lock().deliver_presence(chunk);
+        }
     }
 
     /// Forgets every connection, marking it lagged (the router fell behind the bus: every
@@ -374,17 +381,18 @@ impl Index {
         }
     }
 
-    /// Delivers the gathered presence changes: one queue entry per connection.
-    fn flush_presence(&mut self) {
+    /// The gathered presence changes, emptying the buffer.
+    fn take_presence(&mut self) -> Vec<Arc<Event>> {
         self.presence_due = None;
         self.presence_at.clear();
-        let events = std::mem::take(&mut self.presence);
-        if events.is_empty() {
-            return;
-        }
+        std::mem::take(&mut self.presence)
+    }
+
+    /// Delivers presence changes: one queue entry per connection.
+    fn deliver_presence(&mut self, events: &[Arc<Event>]) {
         let mut batches: HashMap<u64, Vec<Arc<Event>>> = HashMap::new();
         let mut dropped = Vec::new();
-        for event in &events {
+        for event in events {
             for id in self.recipients(event) {
                 batches.entry(id).or_default().push(event.clone());
             }
@@ -598,5 +606,45 @@ mod tests {
             elapsed / events as u32
         );
         assert_eq!(delivered, events as usize * connections / contexts);
+    }
+
+    /// A rough figure, not a check: `cargo test --lib presence_crowd -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn presence_crowd_cost() {
+        let crowd = 1_000usize;
+        let router = Router::new(1024);
+        let context = Uuid::new_v4();
+        let members: Vec<Uuid> = (0..crowd).map(|_| Uuid::new_v4()).collect();
+        let mut held = Vec::new();
+        for member in &members {
+            let (registration, receiver) = router.register(*member);
+            router.activate(&registration, view(*member, &[context]), 0);
+            held.push((registration, receiver));
+        }
+        let started = std::time::Instant::now();
+        for member in &members {
+            let data = serde_json::json!({"memberId": member, "status": "online"});
+            let event =
+                Event::for_sharing(EventType::PresenceChanged, *member, vec![context], data);
+            router.route(Arc::new(event));
+        }
+        router.flush_presence();
+        let elapsed = started.elapsed();
+        let (mut entries, mut frames) = (0, 0);
+        for (_, receiver) in &mut held {
+            while let Ok(delivery) = receiver.try_recv() {
+                entries += 1;
+                frames += match delivery {
+                    Delivery::One(_) => 1,
+                    Delivery::Many(events) => events.len(),
+                };
+            }
+        }
+        println!(
+            "{crowd} members online at once: {frames} frames in {entries} queue entries, {elapsed:?}"
+        );
+        assert_eq!(entries, crowd * crowd.div_ceil(PRESENCE_CHUNK));
+        assert_eq!(frames, crowd * crowd);
     }
 }

@@ -389,11 +389,11 @@ async fn a_crowd_coming_online_reaches_an_observer_as_one_latest_status_each() {
     let (count, last) = statuses(&watcher.drain(Duration::from_millis(800)).await);
     assert_eq!(last.len(), N, "one status per member of the crowd");
     assert!(last.values().all(|s| s == "online"), "{last:?}");
-    assert!(count <= N + 2, "{count} presence frames for {N} members");
+    assert_eq!(count, N, "one presence frame per member of the crowd");
 
     drop(sockets);
     let (count, last) = statuses(&watcher.drain(Duration::from_millis(800)).await);
     assert_eq!(last.len(), N);
     assert!(last.values().all(|s| s == "offline"), "{last:?}");
-    assert!(count <= N + 2, "{count} presence frames for {N} members");
+    assert_eq!(count, N, "one presence frame per member of the crowd");
 }

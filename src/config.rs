@@ -62,8 +62,9 @@ pub struct Config {
     pub event_retention: Duration,
     /// `BRIGHTCHAT_IDLE_AFTER_SECS`, default 300: quiet time before a member shows idle.
     pub idle_after: Duration,
-    /// `BRIGHTCHAT_WS_BUFFER`, default 1024: events a connection may fall behind before it
-    /// is dropped as too slow.
+    /// `BRIGHTCHAT_WS_BUFFER`, default 1024: entries in each connection's own queue (an
+    /// event, or a batch of presence changes); a connection whose queue fills is dropped as
+    /// too slow.
     pub ws_buffer: usize,
     /// `BRIGHTCHAT_WS_SEND_TIMEOUT_MS`, default 10000: how long one frame may take to send
     /// before the connection is dropped as too slow.

@@ -16,6 +16,10 @@ use crate::service::keys::EpochKeyCache;
 use crate::service::pagination::CursorCodec;
 use crate::service::presence::Presence;
 
+/// Events the bus holds for the node's router before it lags. A slot's event is released as
+/// soon as the router has read it, so only a router that is behind holds events.
+const BUS_CAPACITY: usize = 16_384;
+
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -55,7 +59,10 @@ impl AppState {
             _ => 1,
         };
         let cursors = CursorCodec::new(server_key.derive("brightchat cursor v1"));
-        let bus = std::sync::Arc::new(InProcessBus::new(config.ws_buffer));
+        // The bus feeds one router per node, which never waits on a connection: it only lags
+        // when the node is overloaded as a whole.
+        let bus = std::sync::Arc::new(InProcessBus::new(BUS_CAPACITY.max(config.ws_buffer)));
+        let queue = config.ws_buffer;
         let registry = Arc::new(crate::plugins::Registry::new(
             config.plugins_dir.clone(),
             crate::plugins::Limits {
@@ -76,7 +83,7 @@ impl AppState {
             tokens: TokenCache::new(),
             epoch_keys: EpochKeyCache::new(),
             presence: Presence::default(),
-            events: EventHub::new(bus),
+            events: EventHub::new(bus, queue),
             gates: Gates::default(),
             connections: ConnectionCounter::default(),
             search: Search::new(index),

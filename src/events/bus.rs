@@ -1,4 +1,6 @@
-//! The event bus: committed events, in `seq` order, to every subscriber on this node.
+//! The event bus: committed events, in `seq` order, and ephemeral ones (typing, presence)
+//! as they happen, to every subscriber on this node. The subscriber is the node's
+//! [`router`](super::router), which hands each event to the connections that may see it.
 
 use std::sync::Arc;
 
@@ -6,8 +8,8 @@ use tokio::sync::broadcast;
 
 use super::Event;
 
-/// Carries committed events to subscribers. In-process by default; a Redis-backed bus
-/// for several nodes implements the same trait.
+/// Carries events to subscribers. In-process by default; a Redis-backed bus for several
+/// nodes implements the same trait (and then carries ephemeral events across nodes too).
 pub trait EventBus: Send + Sync {
     /// Publishes one committed event.
     fn publish(&self, event: Arc<Event>);

@@ -30,6 +30,16 @@ impl Subscriber {
         self.member
     }
 
+    /// Whether the member belongs to `context`.
+    pub fn belongs_to(&self, context: Uuid) -> bool {
+        self.contexts.contains_key(&context)
+    }
+
+    /// The groups and channels the member belongs to.
+    pub fn contexts(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.contexts.keys().copied()
+    }
+
     /// Undoes the membership changes of `events` (newest last), turning the membership of
     /// the snapshot into the membership before the first of them: for resuming.
     pub fn rewind(&mut self, events: &[Event]) {
@@ -58,6 +68,9 @@ impl Subscriber {
                 },
             },
             Audience::Members { ids } => ids.binary_search(&self.member).is_ok(),
+            Audience::Sharing { member, contexts } => {
+                *member == self.member || contexts.iter().any(|c| self.contexts.contains_key(c))
+            }
         } && event.exclude != Some(self.member);
         if event.left.contains(&self.member) {
             self.contexts.remove(&event.context_id);

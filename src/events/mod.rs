@@ -2,20 +2,27 @@
 //!
 //! The service layer writes each event to the outbox (`events` table) in the same
 //! transaction as the change ([`outbox::record`]); after commit it wakes the relay, which
-//! publishes committed rows in `seq` order on the [`EventBus`]. Each connection filters the
-//! bus by what its member may see ([`filter::Subscriber`]); a resuming client is served
-//! from the outbox. So an event is never lost between commit and publish, even if the
-//! process dies in between.
+//! publishes committed rows in `seq` order on the [`EventBus`]. The node's [`router`]
+//! consumes the bus and hands each event only to the connections whose member may see it
+//! (by the rules of [`filter::Subscriber`]); a resuming client is served from the outbox.
+//! So an event is never lost between commit and publish, even if the process dies in
+//! between.
+//!
+//! Typing and presence are ephemeral ([`Event::ephemeral`]): published straight on the bus,
+//! never written to the outbox, never replayed.
 
 pub mod bus;
 pub mod connections;
 pub mod filter;
 pub mod on_event;
 pub mod outbox;
+pub mod router;
 pub mod stream;
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
+
+use axum::extract::ws::Utf8Bytes;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -157,6 +164,9 @@ pub enum Audience {
     /// Exactly these members (conversation participants, presence watchers), sorted so
     /// that a connection finds its member by binary search.
     Members { ids: Vec<Uuid> },
+    /// `member` itself and every member of one of `contexts` (the groups and channels
+    /// `member` belongs to): presence. Only ephemeral events use it.
+    Sharing { member: Uuid, contexts: Vec<Uuid> },
 }
 
 /// One state change, as stored in the outbox and carried by the bus.
@@ -200,9 +210,14 @@ pub struct Event {
     /// never call each other in a loop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_plugin: bool,
+    /// Typing and presence: published straight on the bus, never written to the outbox,
+    /// never replayed, no `seq` of its own (a connection stamps it with the newest durable
+    /// `seq` it has delivered, see [`Event::frame_at`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
     /// The shared wire frame, serialised once for every connection.
     #[serde(skip)]
-    frame: OnceLock<Arc<str>>,
+    frame: OnceLock<Utf8Bytes>,
 }
 
 impl Clone for Event {
@@ -222,6 +237,7 @@ impl Clone for Event {
             left: self.left.clone(),
             exclude: self.exclude,
             from_plugin: self.from_plugin,
+            ephemeral: self.ephemeral,
             frame: OnceLock::new(),
         }
     }
@@ -279,6 +295,29 @@ impl Event {
         }
     }
 
+    /// An ephemeral event for `member` and everyone sharing one of `contexts` with it.
+    pub fn for_sharing(
+        event_type: EventType,
+        member: Uuid,
+        contexts: Vec<Uuid>,
+        data: impl Serialize,
+    ) -> Self {
+        Self::new(
+            event_type,
+            ContextType::Member,
+            member,
+            Audience::Sharing { member, contexts },
+            data,
+        )
+        .transient()
+    }
+
+    /// Marks the event ephemeral (see [`Event::ephemeral`]).
+    pub fn transient(mut self) -> Self {
+        self.ephemeral = true;
+        self
+    }
+
     fn new(
         event_type: EventType,
         context_type: ContextType,
@@ -301,6 +340,7 @@ impl Event {
             left: Vec::new(),
             exclude: None,
             from_plugin: false,
+            ephemeral: false,
             frame: OnceLock::new(),
         }
     }
@@ -357,12 +397,34 @@ impl Event {
     }
 
     /// The wire frame for `member` (shared and serialised once unless the member has its
-    /// own data).
-    pub fn frame_for(&self, member: Uuid) -> Arc<str> {
+    /// own data). Cloning it shares the bytes, so every socket sends the same buffer.
+    pub fn frame_for(&self, member: Uuid) -> Utf8Bytes {
         if let Some(data) = self.per_member.get(&member) {
-            return self.render(data);
+            return self.render(data).into();
         }
-        self.frame.get_or_init(|| self.render(&self.data)).clone()
+        self.frame
+            .get_or_init(|| self.render(&self.data).into())
+            .clone()
+    }
+
+    /// The wire frame for `member` carrying `seq`: an ephemeral event goes out with the
+    /// newest durable `seq` the connection has delivered. Only the number is written per
+    /// connection; the rest is the shared frame.
+    pub fn frame_at(&self, member: Uuid, seq: i64) -> Utf8Bytes {
+        let shared = self.frame_for(member);
+        if seq == self.seq {
+            return shared;
+        }
+        // The frame ends with `"seq":<self.seq>}` (`seq` is the last field).
+        let tail = format!("\"seq\":{}}}", self.seq);
+        match shared.as_str().strip_suffix(tail.as_str()) {
+            Some(head) => format!("{head}\"seq\":{seq}}}").into(),
+            None => {
+                let mut event = self.clone();
+                event.seq = seq;
+                event.frame_for(member)
+            }
+        }
     }
 
     /// The data `member` receives.
@@ -370,7 +432,7 @@ impl Event {
         self.per_member.get(&member).unwrap_or(&self.data)
     }
 
-    fn render(&self, data: &Value) -> Arc<str> {
+    fn render(&self, data: &Value) -> String {
         let frame = Frame {
             event_type: self.event_type.as_str(),
             context_type: self.context_type,
@@ -379,13 +441,31 @@ impl Event {
             timestamp: crate::time::rfc3339(self.timestamp),
             seq: self.seq,
         };
-        serde_json::to_string(&frame).unwrap_or_default().into()
+        serde_json::to_string(&frame).unwrap_or_default()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::EventType;
+    use super::*;
+
+    #[test]
+    fn an_ephemeral_frame_carries_the_seq_it_is_given() {
+        let member = Uuid::new_v4();
+        let event = Event::for_sharing(
+            EventType::PresenceChanged,
+            member,
+            vec![],
+            serde_json::json!({"memberId": member, "status": "online"}),
+        );
+        let at: Value = serde_json::from_str(event.frame_at(member, 42).as_str()).expect("json");
+        assert_eq!(at["seq"], 42);
+        assert_eq!(at["data"]["status"], "online");
+        assert_eq!(at["contextType"], "member");
+        let zero: Value = serde_json::from_str(event.frame_at(member, 0).as_str()).expect("json");
+        assert_eq!(zero["seq"], 0);
+        assert!(event.ephemeral);
+    }
 
     #[test]
     fn every_type_is_listed_once_under_its_wire_name() {

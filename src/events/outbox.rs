@@ -25,18 +25,28 @@ const POLL: Duration = Duration::from_millis(250);
 /// Rows the relay reads at a time.
 const BATCH: u64 = 500;
 
-/// The bus and the relay's wake-up call.
+/// The bus, this node's router and the relay's wake-up call.
 pub struct EventHub {
     pub bus: Arc<dyn EventBus>,
+    /// Routes the bus to this node's connections (started by [`spawn_relay`]).
+    pub router: Arc<super::router::Router>,
     wake: Notify,
 }
 
 impl EventHub {
-    pub fn new(bus: Arc<dyn EventBus>) -> Self {
+    /// A hub on `bus` whose connections may each queue `queue` entries before they lag.
+    pub fn new(bus: Arc<dyn EventBus>, queue: usize) -> Self {
         Self {
             bus,
+            router: super::router::Router::new(queue),
             wake: Notify::new(),
         }
+    }
+
+    /// Publishes an ephemeral event (typing, presence) straight on the bus: no outbox row,
+    /// no `seq`, no replay.
+    pub fn publish_ephemeral(&self, event: Event) {
+        self.bus.publish(Arc::new(event.transient()));
     }
 
     /// Tells the relay that events were committed.
@@ -141,36 +151,6 @@ fn note_facts(state: &AppState, event: &Event) {
     }
 }
 
-/// Records `events` in a transaction of their own (for changes that touch nothing else,
-/// such as typing and presence).
-pub async fn record_alone(state: &AppState, events: Vec<Event>) -> ServiceResult<()> {
-    let txn = state.db.write.begin().await?;
-    record(&txn, events).await?;
-    commit(state, txn).await
-}
-
-/// Records the event `decide` returns, calling `decide` while this transaction holds the
-/// event counter. No other event can commit between the decision and this event's commit,
-/// so events that describe a current state (presence) commit in the order of the states
-/// they show, and the last one committed shows the state after the last change. `decide`
-/// runs on the async executor with no await inside it: keep it to a quick look at memory.
-/// `None` records nothing (the transaction is rolled back and no number is used). Returns
-/// whether an event was recorded.
-pub async fn record_decided(
-    state: &AppState,
-    decide: impl FnOnce() -> Option<Event>,
-) -> ServiceResult<bool> {
-    let txn = state.db.write.begin().await?;
-    let first = take_seqs(&txn, 1).await?;
-    let Some(event) = decide() else {
-        txn.rollback().await?;
-        return Ok(false);
-    };
-    insert(&txn, first, vec![event]).await?;
-    commit(state, txn).await?;
-    Ok(true)
-}
-
 pub(super) fn parse(row: event::Model) -> Option<Event> {
     match serde_json::from_str::<Event>(&row.payload) {
         Ok(mut event) => {
@@ -197,6 +177,7 @@ async fn committed_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
 /// which runs the hooks once across all nodes.
 pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
     let mut last = committed_seq(&state.db.read).await?;
+    super::router::spawn(state.events.router.clone(), state.events.bus.subscribe());
     let weak = state.downgrade();
     let hooks = super::on_event::spawn(state.downgrade());
     drop(state);
@@ -303,8 +284,9 @@ pub struct Snapshot {
 }
 
 /// Reads, in one consistent snapshot, the member's groups and channels, the newest
-/// committed event, and (with `resume`) every event after the resume point. Subscribe to
-/// the bus *before* calling this, then skip live events up to [`Snapshot::seq`].
+/// committed event, and (with `resume`) every event after the resume point. Register with
+/// the router *before* calling this, then activate with [`Snapshot::seq`] (see
+/// [`super::router`]).
 pub async fn snapshot(
     state: &AppState,
     member: Uuid,

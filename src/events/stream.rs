@@ -1,15 +1,18 @@
 //! One member's stream of events, shared by the REST WebSocket and GraphQL subscriptions
 //! so both deliver by the same rules: replay after a resume point, then live events in
-//! `seq` order without repeats, filtered by [`Subscriber`], ending when the connection
-//! falls behind or the member's token stops being valid.
+//! `seq` order without repeats, as the node's [`router`](super::router) routes them to this
+//! connection, ending when the connection falls behind or the member's token stops being
+//! valid.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast::{self, error::RecvError};
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::mpsc;
+use uuid::Uuid;
 
-use super::filter::Subscriber;
+use super::router::{Delivery, Registration};
 use super::{Event, outbox};
 use crate::error::ServiceResult;
 use crate::service::{Actor, auth};
@@ -21,7 +24,8 @@ pub const TOKEN_RECHECK: Duration = Duration::from_secs(2);
 /// Why a stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamEnd {
-    /// The consumer fell more than the bus's capacity behind; resume from `last`.
+    /// The consumer's queue overflowed (it fell `BRIGHTCHAT_WS_BUFFER` entries behind);
+    /// resume from `last`.
     Lagged { last: i64 },
     /// The member's token was revoked or has expired.
     Unauthorized,
@@ -29,13 +33,30 @@ pub enum StreamEnd {
     Closed,
 }
 
+/// One event as this connection delivers it.
+pub struct Delivered {
+    pub event: Arc<Event>,
+    /// The event's own `seq`, or for an ephemeral event the newest durable `seq` this
+    /// connection had delivered (so `seq` never goes backwards for a client).
+    pub seq: i64,
+}
+
+impl Delivered {
+    /// The wire frame for `member`.
+    pub fn frame_for(&self, member: Uuid) -> Utf8Bytes {
+        self.event.frame_at(member, self.seq)
+    }
+}
+
 /// Events for one signed-in member.
 pub struct EventStream {
     state: AppState,
     actor: Actor,
-    live: broadcast::Receiver<Arc<Event>>,
-    subscriber: Subscriber,
-    replay: VecDeque<Arc<Event>>,
+    registration: Registration,
+    live: mpsc::Receiver<Delivery>,
+    /// Live events received in one queue entry, not yet handed out.
+    batch: VecDeque<Arc<Event>>,
+    replay: VecDeque<Event>,
     last: i64,
     /// `None` where the connection carrying the stream re-checks the token itself (a
     /// `/graphql/ws` connection checks once for all its subscriptions).
@@ -47,23 +68,35 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// Opens the stream: subscribes to the bus first, then takes the snapshot, so nothing
-    /// falls between the two.
+    /// Opens the stream: registers with the router first, then takes the snapshot, then
+    /// starts live delivery from the snapshot's view, so nothing falls between the two.
     ///
     /// A negative `resume` is refused (`VALIDATION_ERROR`); one past the newest event
     /// yields `resync_required`, like one older than the retention window.
     pub async fn open(state: &AppState, actor: &Actor, resume: Option<i64>) -> ServiceResult<Self> {
         check_resume(resume)?;
-        let live = state.events.bus.subscribe();
+        let (registration, live) = state.events.router.register(actor.member_id);
         let snapshot = outbox::snapshot(state, actor.member_id, resume).await?;
+        // The replay brings the view from the resume point up to the snapshot.
+        let mut view = snapshot.subscriber;
+        let replay: VecDeque<Event> = snapshot
+            .replay
+            .into_iter()
+            .filter(|event| view.admit(event))
+            .collect();
+        state
+            .events
+            .router
+            .activate(&registration, view, snapshot.seq);
         let mut recheck = tokio::time::interval(TOKEN_RECHECK);
         recheck.reset();
         Ok(Self {
             state: state.clone(),
             actor: actor.clone(),
+            registration,
             live,
-            subscriber: snapshot.subscriber,
-            replay: snapshot.replay.into_iter().map(Arc::new).collect(),
+            batch: VecDeque::new(),
+            replay,
             last: snapshot.seq,
             recheck: Some(recheck),
             start_seq: snapshot.seq,
@@ -78,13 +111,32 @@ impl EventStream {
     }
 
     /// The next event the member may see. Cancel-safe: dropping the future loses nothing.
-    pub async fn next(&mut self) -> Result<Arc<Event>, StreamEnd> {
-        while let Some(event) = self.replay.pop_front() {
-            if self.subscriber.admit(&event) {
-                return Ok(event);
-            }
+    pub async fn next(&mut self) -> Result<Delivered, StreamEnd> {
+        if let Some(event) = self.replay.pop_front() {
+            let seq = event.seq;
+            return Ok(Delivered {
+                event: Arc::new(event),
+                seq,
+            });
         }
         loop {
+            if let Some(event) = self.batch.pop_front() {
+                if event.ephemeral {
+                    return Ok(Delivered {
+                        event,
+                        seq: self.last,
+                    });
+                }
+                if event.seq <= self.last {
+                    continue;
+                }
+                self.last = event.seq;
+                let seq = event.seq;
+                return Ok(Delivered { event, seq });
+            }
+            if self.registration.lagged() {
+                return Err(StreamEnd::Lagged { last: self.last });
+            }
             tokio::select! {
                 _ = tick(&mut self.recheck) => {
                     if !auth::still_valid(&self.state, &self.actor).await.unwrap_or(true) {
@@ -92,17 +144,12 @@ impl EventStream {
                     }
                 }
                 received = self.live.recv() => match received {
-                    Ok(event) => {
-                        if event.seq <= self.last {
-                            continue;
-                        }
-                        self.last = event.seq;
-                        if self.subscriber.admit(&event) {
-                            return Ok(event);
-                        }
+                    Some(Delivery::One(event)) => self.batch.push_back(event),
+                    Some(Delivery::Many(events)) => self.batch.extend(events),
+                    None if self.registration.lagged() => {
+                        return Err(StreamEnd::Lagged { last: self.last });
                     }
-                    Err(RecvError::Lagged(_)) => return Err(StreamEnd::Lagged { last: self.last }),
-                    Err(RecvError::Closed) => return Err(StreamEnd::Closed),
+                    None => return Err(StreamEnd::Closed),
                 },
             }
         }

@@ -55,7 +55,7 @@ fn field<T: serde::de::DeserializeOwned>(data: &serde_json::Value, name: &str) -
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
-fn payload(event: &Event, member: Uuid) -> EventPayload {
+fn payload(event: &Event, member: Uuid, seq: i64) -> EventPayload {
     let data = event.data_for(member);
     let message_id = match event.event_type {
         EventType::MessageSent | EventType::MessageEdited => field(data, "id"),
@@ -76,7 +76,7 @@ fn payload(event: &Event, member: Uuid) -> EventPayload {
         payload: typed(event, data),
         data: Json(data.clone()),
         timestamp: crate::time::rfc3339(event.timestamp),
-        seq: event.seq,
+        seq,
     }
 }
 
@@ -254,14 +254,15 @@ impl Subscription {
             .resync_required
             .then(|| Err(resync_required(events.start_seq)));
         let wanted = Wanted { types, context_id };
-        // Pulled one event at a time: a subscriber that stops reading falls behind on the
-        // bus and its stream ends, never holding anyone else up.
+        // Pulled one event at a time: a subscriber that stops reading fills its own queue
+        // and its stream ends, never holding anyone else up.
         let live = futures_util::stream::unfold(Some((events, wanted)), move |open| async move {
             let (mut events, wanted) = open?;
             loop {
                 match events.next().await {
-                    Ok(event) if wanted.matches(&event) => {
-                        return Some((Ok(payload(&event, member)), Some((events, wanted))));
+                    Ok(item) if wanted.matches(&item.event) => {
+                        let shown = payload(&item.event, member, item.seq);
+                        return Some((Ok(shown), Some((events, wanted))));
                     }
                     Ok(_) => continue,
                     Err(end) => {
@@ -311,7 +312,7 @@ mod tests {
             vec![member],
             serde_json::json!({"plugin": "20_guard", "text": "raid", "memberId": member}),
         );
-        let shown = payload(&alert, member);
+        let shown = payload(&alert, member, 0);
         assert_eq!(shown.member_id, Some(member));
         assert!(matches!(
             shown.payload,
@@ -325,7 +326,7 @@ mod tests {
             serde_json::json!({"plugin": "20_guard", "text": "no links"}),
         );
         assert!(matches!(
-            payload(&warning, member).payload,
+            payload(&warning, member, 0).payload,
             Some(EventData::ModerationWarning(ModerationWarningData { ref text, .. })) if text == "no links"
         ));
         let restrictions = Event::for_context(
@@ -335,7 +336,7 @@ mod tests {
             serde_json::json!({"lockedUntil": null, "lockReason": null, "slowModeSeconds": 30, "slowModeUntil": "2026-01-01T00:00:00.000Z"}),
         );
         assert!(matches!(
-            payload(&restrictions, member).payload,
+            payload(&restrictions, member, 0).payload,
             Some(EventData::Restrictions(RestrictionsData {
                 slow_mode_seconds: Some(30),
                 ..

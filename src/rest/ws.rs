@@ -187,7 +187,11 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
 }
 
 /// Sends one frame, or gives up when the client does not take it in time.
-async fn send(state: &AppState, sink: &mut Sink, text: String) -> Result<(), (u16, &'static str)> {
+async fn send(
+    state: &AppState,
+    sink: &mut Sink,
+    text: impl Into<Utf8Bytes>,
+) -> Result<(), (u16, &'static str)> {
     match tokio::time::timeout(
         state.config.ws_send_timeout,
         sink.send(Message::Text(text.into())),
@@ -226,7 +230,8 @@ async fn serve(
     loop {
         tokio::select! {
             next = events.next() => match next {
-                Ok(event) => send(state, sink, event.frame_for(member).to_string()).await?,
+                // The shared frame: no copy per socket.
+                Ok(event) => send(state, sink, event.frame_for(member)).await?,
                 Err(StreamEnd::Lagged { last }) => {
                     tracing::info!(%member, "dropping a connection that fell behind");
                     let notice = json!({"type": "error", "error": {"code": "TOO_SLOW", "message": "The connection fell behind; reconnect with ?resume=<seq>", "seq": last}});

@@ -3,28 +3,30 @@
 //! `idle`, `offline`) sticks until the member changes it, across reconnections.
 //!
 //! Tracked per node in memory; changes are published as `communication:presence_changed`
-//! to the member and everyone sharing a group or channel with it.
+//! to the member and everyone sharing a group or channel with it. The event is ephemeral:
+//! it goes straight on the bus, addressed by the member's contexts
+//! ([`crate::events::Audience::Sharing`]); the router resolves the recipients from its
+//! index, and gathers changes for a short window (see [`crate::events::router`]).
 //!
-//! Ordering: a change only marks the member's entry; the event is then decided inside the
-//! outbox transaction, while it holds the event counter ([`outbox::record_decided`]), and
-//! shows the status *at that moment*, not at the change. So when a socket closes and
-//! another opens at once, whichever event commits last shows the real status; an event
-//! whose status equals the last one recorded is skipped. (Deciding at the change and
-//! writing afterwards let an `offline` commit after a later `online`.)
+//! Ordering: a change only marks the member's entry; the event is then decided and
+//! published under the presence lock, and shows the status *at that moment*, not at the
+//! change. So when a socket closes and another opens at once, whichever event is published
+//! last shows the real status; an event whose status equals the last one published is
+//! skipped. The bus and the router keep publication order, so the last event a peer
+//! receives shows the real status.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use entity::context_member;
-use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Actor;
 use crate::error::ServiceResult;
-use crate::events::{ContextType, Event, EventType, outbox};
+use crate::events::{Event, EventType};
 use crate::state::AppState;
 
 /// A member's status.
@@ -46,8 +48,8 @@ struct Entry {
     /// Set by the member; overrides the automatic online/idle.
     chosen: Option<PresenceStatus>,
     last_active: Instant,
-    /// The status of the last event recorded for the member (decided under the event
-    /// counter's lock, see the module docs).
+    /// The status of the last event published for the member (decided under the presence
+    /// lock, see the module docs).
     published: PresenceStatus,
 }
 
@@ -86,31 +88,19 @@ impl Presence {
         entry.status != before
     }
 
-    /// The status to publish now, if it differs from the last one published; marks it
-    /// published. Returns `(status, previously published)`.
-    fn take_unpublished(&self, member: Uuid) -> Option<(PresenceStatus, PresenceStatus)> {
-        let mut members = self
-            .members
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = members.get_mut(&member)?;
-        let previous = entry.published;
-        (entry.status != previous).then(|| {
-            entry.published = entry.status;
-            (entry.status, previous)
-        })
-    }
-
-    /// Undoes [`Self::take_unpublished`] when the event could not be recorded.
-    fn unpublish(&self, member: Uuid, status: PresenceStatus, previous: PresenceStatus) {
+    /// Calls `publish` with the status to publish now, if it differs from the last one
+    /// published, and marks it published: all under the lock, so publications follow the
+    /// order of the decisions.
+    fn publish_unpublished(&self, member: Uuid, publish: impl FnOnce(PresenceStatus)) {
         let mut members = self
             .members
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(entry) = members.get_mut(&member)
-            && entry.published == status
+            && entry.status != entry.published
         {
-            entry.published = previous;
+            entry.published = entry.status;
+            publish(entry.status);
         }
     }
 
@@ -204,44 +194,27 @@ struct PresenceData {
 /// Publishes the member's current status, if it differs from the last one published, to
 /// it and to everyone sharing a context with it (see the module docs for the ordering).
 async fn publish(state: &AppState, member: Uuid) -> ServiceResult<()> {
-    let mine = Query::select()
-        .column(context_member::Column::ContextId)
-        .from(context_member::Entity)
-        .and_where(context_member::Column::MemberId.eq(member))
-        .to_owned();
-    let mut audience: Vec<Uuid> = context_member::Entity::find()
+    // The member's own groups and channels (one indexed lookup); the router knows who
+    // belongs to each of them on this node.
+    let contexts: Vec<Uuid> = context_member::Entity::find()
         .select_only()
-        .column(context_member::Column::MemberId)
-        .distinct()
-        .filter(context_member::Column::ContextId.in_subquery(mine))
+        .column(context_member::Column::ContextId)
+        .filter(context_member::Column::MemberId.eq(member))
         .into_tuple::<Uuid>()
         .all(&state.db.read)
         .await?;
-    if !audience.contains(&member) {
-        audience.push(member);
-    }
-    let mut decided = None;
-    let recorded = outbox::record_decided(state, || {
-        let (status, previous) = state.presence.take_unpublished(member)?;
-        decided = Some((status, previous));
-        Some(Event::for_members(
+    state.presence.publish_unpublished(member, |status| {
+        state.events.publish_ephemeral(Event::for_sharing(
             EventType::PresenceChanged,
-            ContextType::Member,
             member,
-            audience,
+            contexts,
             PresenceData {
                 member_id: member,
                 status,
             },
-        ))
-    })
-    .await;
-    if recorded.is_err()
-        && let Some((status, previous)) = decided
-    {
-        state.presence.unpublish(member, status, previous);
-    }
-    recorded.map(|_| ())
+        ));
+    });
+    Ok(())
 }
 
 async fn publish_if(state: &AppState, member: Uuid, changed: bool) -> ServiceResult<()> {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::contexts::{self, Kind};
 use super::{Actor, conversations};
 use crate::error::{ServiceError, ServiceResult};
-use crate::events::{ContextType, Event, EventType, outbox};
+use crate::events::{ContextType, Event, EventType};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -17,6 +17,8 @@ struct Typing {
 
 /// Tells the other members of a conversation, group or channel that the actor started
 /// (`start`) or stopped typing. Only members may; the typist does not receive its own.
+/// Ephemeral: published straight to this node's connections (through the bus), never
+/// written to the outbox nor replayed on resume.
 pub async fn typing(
     state: &AppState,
     actor: &Actor,
@@ -52,5 +54,8 @@ pub async fn typing(
             ));
         }
     };
-    outbox::record_alone(state, vec![event.excluding(actor.member_id)]).await
+    state
+        .events
+        .publish_ephemeral(event.excluding(actor.member_id));
+    Ok(())
 }

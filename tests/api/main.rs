@@ -34,6 +34,7 @@ mod plugins_hooks;
 mod plugins_host;
 mod read_cache;
 mod realtime;
+mod routing;
 mod search;
 mod startup;
 mod wire;

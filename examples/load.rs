@@ -29,8 +29,8 @@ struct Args {
     /// The server binary to start when --url is not given.
     #[arg(long, default_value = "target/release/brightchat")]
     server_bin: PathBuf,
-    /// Comma-separated scenarios (channel-send, dm-send, history, search, fanout, idle-ws,
-    /// big-channel, presence-wave, startup) or all.
+    /// Comma-separated scenarios (channel-send, dm-send, history, history-under-load, search,
+    /// fanout, idle-ws, big-channel, presence-wave, startup) or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Concurrent clients for the request scenarios and big-channel's send.

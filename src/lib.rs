@@ -100,8 +100,7 @@ async fn open_storage(config: &Config) -> anyhow::Result<(db::Db, crypto::Server
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
     let app = build(config).await?;
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
+    let listener = listen(bind)
         .map_err(|err| anyhow::anyhow!("BRIGHTCHAT_BIND: cannot listen on {bind}: {err}"))?;
     tracing::info!(address = %bind, "BrightChat is serving");
     serve_listener(listener, app.router, &app.state.config, shutdown_signal()).await?;
@@ -172,4 +171,21 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// How many connections may wait to be accepted: a crowd reconnecting at once (after a
+/// restart, say) must not overflow the kernel's queue, whose usual default of 128 makes
+/// the rest retry their handshake a second later. The kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -24,10 +24,11 @@ use super::percentile;
 use seed::{channel, register, seed_messages};
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "channel-send",
     "dm-send",
     "history",
+    "history-under-load",
     "search",
     "fanout",
     "idle-ws",
@@ -146,6 +147,7 @@ pub async fn run(
         "channel-send" => vec![channel_send(client, base, sizes).await?],
         "dm-send" => vec![dm_send(client, base, sizes).await?],
         "history" => vec![history(client, base, sizes).await?],
+        "history-under-load" => history_under_load(client, base, sizes).await?,
         "search" => vec![search(client, base, sizes).await?],
         "fanout" => vec![fanout::fanout(client, base, sizes).await?],
         "idle-ws" => vec![idle::idle_ws(client, target, sizes).await?],
@@ -319,6 +321,42 @@ async fn history(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<
     })
     .await;
     Ok(report("history", "", outcome))
+}
+
+/// Readers of history while the other clients send: a few members (`HISTORY_READERS`)
+/// read a page of one channel back to back while `clients - HISTORY_READERS` post to
+/// another, as the history target ("p99 under that load") asks.
+async fn history_under_load(
+    client: &reqwest::Client,
+    base: &str,
+    sizes: &Sizes,
+) -> Result<Vec<Report>, String> {
+    const HISTORY_READERS: usize = 4;
+    let senders = register(client, base, "busy", sizes.members.max(1)).await?;
+    let busy = channel(client, base, "load-busy", &senders).await?;
+    let readers = register(client, base, "quiet", sizes.members.max(1)).await?;
+    let quiet = channel(client, base, "load-quiet", &readers).await?;
+    seed_messages(client, base, &quiet, &readers, 60).await?;
+    let send_tokens = Arc::new(senders.into_iter().map(|m| m.token).collect());
+    let read_tokens: Arc<Vec<String>> = Arc::new(readers.into_iter().map(|m| m.token).collect());
+    let sending = Sizes {
+        clients: sizes.clients.saturating_sub(HISTORY_READERS).max(1),
+        ..sizes.clone()
+    };
+    let read_base = base.to_owned();
+    let (sent, read) = tokio::join!(
+        send_loop(client, base, busy, send_tokens, &sending),
+        closed_loop(client, HISTORY_READERS, sizes.duration, move |c, i, _| {
+            c.get(format!(
+                "{read_base}/api/channels/{quiet}/messages?limit=50"
+            ))
+            .bearer_auth(&read_tokens[i % read_tokens.len()])
+        })
+    );
+    Ok(vec![
+        report("history-under-load", "send", sent),
+        report("history-under-load", "read", read),
+    ])
 }
 
 async fn search(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<Report, String> {

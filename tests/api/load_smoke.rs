@@ -18,6 +18,10 @@ fn rows_of(scenario: &str) -> Vec<String> {
             .map(|what| format!("big-channel {what}"))
             .collect(),
         "startup" => vec!["startup fresh".into(), "startup restart".into()],
+        "history-under-load" => vec![
+            "history-under-load send".into(),
+            "history-under-load read".into(),
+        ],
         other => vec![other.to_owned()],
     }
 }

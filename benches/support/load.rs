@@ -126,8 +126,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// Requests per second; 0 when nothing ran (a scenario that failed at once).
     pub fn throughput(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        if self.elapsed.is_zero() {
+            return 0.0;
+        }
+        self.requests as f64 / self.elapsed.as_secs_f64()
     }
 
     pub fn p(&self, p: f64) -> Duration {
@@ -380,12 +384,12 @@ async fn search(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<R
 pub fn table(reports: &[Report]) -> String {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     let mut out = format!(
-        "{:<19} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10}\n",
+        "{:<23} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10}\n",
         "scenario", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "rss KiB"
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<19} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>10}\n",
+            "{:<23} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>10}\n",
             r.row,
             r.requests,
             r.errors,

@@ -7,6 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
+/// Bytes a WebSocket reads from its socket at a time (its read buffer). Client frames are
+/// small (typing, presence, ping, GraphQL operations); a longer one is gathered over
+/// several reads up to the frame limit. Idle connections are most of a busy node's sockets,
+/// and this buffer is most of what one costs.
+pub const READ_BUFFER: usize = 4 * 1024;
+
 /// Close code for a connection refused because its member holds too many already
 /// (1008, "policy violation").
 pub const CLOSE_TOO_MANY_CONNECTIONS: u16 = 1008;

@@ -112,7 +112,7 @@ pub async fn events(
     // Small buffers: an idle connection should cost little memory. Frames are flushed
     // one by one.
     upgrade
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(crate::events::connections::READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)

@@ -87,7 +87,7 @@ pub async fn subscriptions(
     };
     upgrade
         .protocols([protocol.sec_websocket_protocol()])
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(crate::events::connections::READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)

@@ -22,6 +22,7 @@ mod batch;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use futures_util::FutureExt;
 use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -197,7 +198,18 @@ async fn run(
         stats.largest_batch.fetch_max(count, Ordering::Relaxed);
         let (items, replies): (Vec<Item>, Vec<_>) =
             jobs.into_iter().map(|job| (job.item, job.reply)).unzip();
-        let results = write(&state, &stats, items).await;
+        // A panic while writing must not stop the writer: every later send would fail.
+        // The batch's callers get an internal error (their replies are dropped).
+        let results = match std::panic::AssertUnwindSafe(write(&state, &stats, items))
+            .catch_unwind()
+            .await
+        {
+            Ok(results) => results,
+            Err(_) => {
+                tracing::error!(count, "writing a batch of sends panicked");
+                Vec::new()
+            }
+        };
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(count as u64, Ordering::Relaxed);
         stats.pending.fetch_sub(count, Ordering::Relaxed);

@@ -44,6 +44,8 @@ pub struct Inner {
     pub plugins: crate::plugins::Plugins,
     /// What plugin hooks are told, kept where it changes rarely.
     pub facts: crate::service::facts::FactsCache,
+    /// Where ECIES work runs (bounded).
+    pub crypto: crate::crypto::CryptoPool,
     /// Public keys and conversation ids, which never change once written.
     pub lookups: crate::service::lookups::Lookups,
     /// Group commit for message sends.
@@ -89,6 +91,7 @@ impl AppState {
             search: Search::new(index),
             plugins,
             facts: Default::default(),
+            crypto: Default::default(),
             lookups: Default::default(),
             writer: crate::service::writer::Writer::new(writer_shards),
         }))

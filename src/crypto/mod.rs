@@ -5,9 +5,11 @@
 //! against values made by independent libraries (`shared/api/test-vectors.json`).
 
 mod aead;
+mod pool;
 mod server_key;
 
 pub use aead::{EpochKey, open, seal};
+pub use pool::CryptoPool;
 pub use server_key::ServerKey;
 
 use k256::ecdsa::signature::Verifier;

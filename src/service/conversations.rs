@@ -201,17 +201,18 @@ async fn encrypt_copies(
         recipient.public_key.clone(),
         state.server_key.public_key().to_vec(),
     );
-    tokio::task::spawn_blocking(move || -> Result<DirectCopies, crypto::CryptoError> {
-        let plaintext = content.as_bytes();
-        Ok(DirectCopies {
-            sender: crypto::ecies_encrypt(&keys.0, plaintext)?,
-            recipient: crypto::ecies_encrypt(&keys.1, plaintext)?,
-            server: crypto::ecies_encrypt(&keys.2, plaintext)?,
+    state
+        .crypto
+        .run(move || -> Result<DirectCopies, crypto::CryptoError> {
+            let plaintext = content.as_bytes();
+            Ok(DirectCopies {
+                sender: crypto::ecies_encrypt(&keys.0, plaintext)?,
+                recipient: crypto::ecies_encrypt(&keys.1, plaintext)?,
+                server: crypto::ecies_encrypt(&keys.2, plaintext)?,
+            })
         })
-    })
-    .await
-    .map_err(ServiceError::internal)?
-    .map_err(ServiceError::internal)
+        .await?
+        .map_err(ServiceError::internal)
 }
 
 /// The conversation between two members, created on first use. Safe under races: the
@@ -362,21 +363,23 @@ pub async fn list(
             .await?
     };
     let secret = *state.server_key.secret_bytes();
-    let previews = tokio::task::spawn_blocking(move || {
-        newest
-            .into_iter()
-            .filter_map(|message| {
-                let plaintext = crypto::ecies_decrypt(&secret, &message.ciphertext_server).ok()?;
-                let text = String::from_utf8_lossy(&plaintext);
-                Some((
-                    message.id,
-                    text.chars().take(PREVIEW_CHARS).collect::<String>(),
-                ))
-            })
-            .collect::<std::collections::HashMap<Uuid, String>>()
-    })
-    .await
-    .map_err(ServiceError::internal)?;
+    let previews = state
+        .crypto
+        .run(move || {
+            newest
+                .into_iter()
+                .filter_map(|message| {
+                    let plaintext =
+                        crypto::ecies_decrypt(&secret, &message.ciphertext_server).ok()?;
+                    let text = String::from_utf8_lossy(&plaintext);
+                    Some((
+                        message.id,
+                        text.chars().take(PREVIEW_CHARS).collect::<String>(),
+                    ))
+                })
+                .collect::<std::collections::HashMap<Uuid, String>>()
+        })
+        .await?;
 
     Ok(Page {
         items: page

@@ -257,26 +257,27 @@ async fn make_copies(
         .public_key;
     let worker = state.clone();
     let context_id = context.id;
-    let wrapped = tokio::task::spawn_blocking(move || {
-        missing
-            .into_iter()
-            .map(|row| {
-                let key = match worker.epoch_keys.cache.get(&(context_id, row.epoch)) {
-                    Some(key) => key,
-                    None => {
-                        let key = unwrap_server_copy(&worker, &row.wrapped_for_server)?;
-                        worker.epoch_keys.cache.insert((context_id, row.epoch), key);
-                        key
-                    }
-                };
-                let copy =
-                    crypto::ecies_encrypt(&public_key, &key).map_err(ServiceError::internal)?;
-                Ok((row.epoch, copy))
-            })
-            .collect::<ServiceResult<Vec<_>>>()
-    })
-    .await
-    .map_err(ServiceError::internal)??;
+    let wrapped = state
+        .crypto
+        .run(move || {
+            missing
+                .into_iter()
+                .map(|row| {
+                    let key = match worker.epoch_keys.cache.get(&(context_id, row.epoch)) {
+                        Some(key) => key,
+                        None => {
+                            let key = unwrap_server_copy(&worker, &row.wrapped_for_server)?;
+                            worker.epoch_keys.cache.insert((context_id, row.epoch), key);
+                            key
+                        }
+                    };
+                    let copy =
+                        crypto::ecies_encrypt(&public_key, &key).map_err(ServiceError::internal)?;
+                    Ok((row.epoch, copy))
+                })
+                .collect::<ServiceResult<Vec<_>>>()
+        })
+        .await??;
 
     let txn = state.db.write.begin().await?;
     let mut locked = context::Entity::find_by_id(context_id);

@@ -15,7 +15,7 @@
 //! cache of the contexts they touch ([`Gates::forget`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -40,13 +40,23 @@ struct Slot {
     /// Even while no write is in flight; each opening and closing adds one.
     version: AtomicU64,
     members: Mutex<HashMap<Uuid, ReadAccess>>,
+    /// Memberships cached over all contexts (shared with [`Gates`]).
+    cached: Arc<AtomicUsize>,
 }
 
 impl Slot {
     fn bump(&self) {
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        self.cached.fetch_sub(members.len(), Ordering::Relaxed);
         members.clear();
         self.version.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let members = self.members.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.cached.fetch_sub(members.len(), Ordering::Relaxed);
     }
 }
 
@@ -77,14 +87,16 @@ pub struct Snapshot {
 
 /// Contexts whose memberships are kept, at most.
 const CACHED_CONTEXTS: usize = 10_000;
-/// Memberships kept per context, at most.
-const CACHED_MEMBERS: usize = 4_096;
+/// Memberships kept over all contexts, at most (a few hundred bytes each).
+const CACHED_MEMBERS: usize = 200_000;
 
 /// One async mutex per context with a write in flight or waiting, or with cached members.
 pub struct Gates {
     slots: Mutex<HashMap<Uuid, Weak<Slot>>>,
     /// Keeps the slots of contexts with cached members alive (bounded).
     kept: quick_cache::sync::Cache<Uuid, Arc<Slot>>,
+    /// Memberships cached over all slots.
+    cached: Arc<AtomicUsize>,
 }
 
 impl Default for Gates {
@@ -92,6 +104,7 @@ impl Default for Gates {
         Self {
             slots: Mutex::default(),
             kept: quick_cache::sync::Cache::new(CACHED_CONTEXTS),
+            cached: Arc::default(),
         }
     }
 }
@@ -131,6 +144,7 @@ impl Gates {
             lock: Arc::new(AsyncMutex::new(())),
             version: AtomicU64::new(0),
             members: Mutex::default(),
+            cached: self.cached.clone(),
         });
         slots.insert(context_id, Arc::downgrade(&slot));
         slot
@@ -169,11 +183,13 @@ impl Gates {
                 .unwrap_or_else(|p| p.into_inner());
             // Checked under the lock that `bump` takes: no write can slip in between.
             if snapshot.slot.version.load(Ordering::SeqCst) != snapshot.version
-                || members.len() >= CACHED_MEMBERS
+                || self.cached.load(Ordering::Relaxed) >= CACHED_MEMBERS
             {
                 return;
             }
-            members.insert(member_id, access);
+            if members.insert(member_id, access).is_none() {
+                self.cached.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.kept.insert(context_id, snapshot.slot);
     }
@@ -294,7 +310,9 @@ mod cache_tests {
         };
         gates.remember(ctx, bob, snapshot, access(ctx, bob));
         assert!(gates.cached(ctx, bob).is_ok());
+        assert_eq!(gates.cached.load(Ordering::Relaxed), 1);
         gates.forget(ctx);
         assert!(gates.cached(ctx, bob).is_err());
+        assert_eq!(gates.cached.load(Ordering::Relaxed), 0, "the count follows");
     }
 }

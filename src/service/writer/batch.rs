@@ -88,9 +88,11 @@ pub(super) async fn write(
     state: &AppState,
     items: Vec<Item>,
 ) -> ServiceResult<Vec<ServiceResult<Sent>>> {
-    let now = now_ms();
     let txn = state.db.write.begin().await?;
     let locked = lock(&txn, &items).await?;
+    // Taken under the locks, as a single send did: mutes and slow mode are judged, and
+    // times issued, as of now, not as of before the wait.
+    let now = now_ms();
     let mut writes = Writes::default();
     let mut results = Vec::with_capacity(items.len());
     for item in items {

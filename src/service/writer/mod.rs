@@ -237,17 +237,57 @@ async fn write(
         Ok(results) => results,
         Err(err) => {
             stats.split_batches.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %err, count, "a batch of sends failed; writing each alone");
-            let mut results = Vec::with_capacity(count);
-            for item in retry {
-                let result = batch::write(state, vec![item]).await.and_then(|mut one| {
-                    one.pop().ok_or_else(|| ServiceError::internal("no result"))
-                });
-                results.push(result.and_then(|r| r));
-            }
-            results
+            tracing::warn!(error = %err, count, "a batch of sends failed; writing each target alone");
+            retry_by_target(state, retry).await
         }
     }
+}
+
+/// After a failed batch: each context's or conversation's sends as a batch of their own,
+/// so one context whose lock cannot be had costs one wait, not one per send. A target
+/// that is busy (a lock or the database not to be had in time) answers 503 for all its
+/// sends; one that fails otherwise has its sends retried one by one, so a bad send fails
+/// alone.
+async fn retry_by_target(state: &AppState, items: Vec<Item>) -> Vec<ServiceResult<Sent>> {
+    let count = items.len();
+    let mut targets: Vec<(Uuid, Vec<(usize, Item)>)> = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let target = item.target();
+        match targets.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, group)) => group.push((index, item)),
+            None => targets.push((target, vec![(index, item)])),
+        }
+    }
+    let mut results: Vec<Option<ServiceResult<Sent>>> = (0..count).map(|_| None).collect();
+    for (_, group) in targets {
+        let (indexes, items): (Vec<usize>, Vec<Item>) = group.into_iter().unzip();
+        let copies: Vec<Item> = items.iter().map(Item::duplicate).collect();
+        match batch::write(state, items).await {
+            Ok(written) => {
+                for (index, result) in indexes.into_iter().zip(written) {
+                    results[index] = Some(result);
+                }
+            }
+            Err(ServiceError::Unavailable(_)) => {
+                for index in indexes {
+                    results[index] = Some(Err(ServiceError::busy()));
+                }
+            }
+            Err(err) if indexes.len() == 1 => results[indexes[0]] = Some(Err(err)),
+            Err(_) => {
+                for (index, item) in indexes.into_iter().zip(copies) {
+                    let result = batch::write(state, vec![item]).await.and_then(|mut one| {
+                        one.pop().ok_or_else(|| ServiceError::internal("no result"))
+                    });
+                    results[index] = Some(result.and_then(|r| r));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(ServiceError::internal("a send was not retried"))))
+        .collect()
 }
 
 impl Item {

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use entity::context_member;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -39,7 +39,7 @@ struct Slot {
     lock: Arc<AsyncMutex<()>>,
     /// Even while no write is in flight; each opening and closing adds one.
     version: AtomicU64,
-    members: Mutex<HashMap<Uuid, ReadAccess>>,
+    members: Mutex<HashMap<Uuid, (ReadAccess, Instant)>>,
     /// Memberships cached over all contexts (shared with [`Gates`]).
     cached: Arc<AtomicUsize>,
 }
@@ -89,6 +89,9 @@ pub struct Snapshot {
 const CACHED_CONTEXTS: usize = 10_000;
 /// Memberships kept over all contexts, at most (a few hundred bytes each).
 const CACHED_MEMBERS: usize = 200_000;
+/// How long a cached membership is trusted at most: a bound on staleness should another
+/// node's change never reach this node's relay.
+const CACHE_FOR: Duration = Duration::from_secs(5);
 
 /// One async mutex per context with a write in flight or waiting, or with cached members.
 pub struct Gates {
@@ -157,7 +160,9 @@ impl Gates {
         let version = slot.version.load(Ordering::SeqCst);
         if version.is_multiple_of(2) {
             let members = slot.members.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(hit) = members.get(&member_id) {
+            if let Some((hit, at)) = members.get(&member_id)
+                && at.elapsed() < CACHE_FOR
+            {
                 return Ok(hit.clone());
             }
         }
@@ -187,7 +192,10 @@ impl Gates {
             {
                 return;
             }
-            if members.insert(member_id, access).is_none() {
+            if members
+                .insert(member_id, (access, Instant::now()))
+                .is_none()
+            {
                 self.cached.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -426,3 +426,43 @@ async fn concurrent_sends_edits_and_deletes_keep_order_and_pages() {
     backward.reverse();
     assert_eq!(backward, ids);
 }
+
+#[tokio::test]
+async fn clients_that_give_up_while_queued_leave_the_writer_serving() {
+    let server = TestServer::start().await;
+    let ada = server.member("ada").await;
+    let channel = server.channel(&ada, "impatient", "public", true).await;
+    let url = format!("{}/api/channels/{channel}/messages", server.base);
+    let held = server.state.writer.hold().await;
+    // Twenty clients send and hang up before the writer takes their sends.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let gave_up = join_all((0..20).map(|i| {
+        impatient
+            .post(&url)
+            .bearer_auth(&ada.token)
+            .json(&json!({"content": format!("gone {i}")}))
+            .send()
+    }))
+    .await;
+    assert!(gave_up.iter().all(Result::is_err), "every client gave up");
+    drop(held);
+    // The writer goes on: a patient send is answered, and nothing stays counted as pending.
+    let kept = server.channel_message(&ada, &channel, "still here").await;
+    assert!(kept["id"].is_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.state.writer.stats.pending.load(Ordering::Relaxed) != 0 {
+        assert!(std::time::Instant::now() < deadline, "sends left pending");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Queued sends whose clients left are still written (a client retrying may post twice;
+    // see decisions.md), each exactly once and in order.
+    let history = all_pages(&server, &ada, &format!("/api/channels/{channel}"), 100).await;
+    assert_eq!(history.len(), 21);
+    assert_eq!(
+        history.last().map(|m| m["id"].clone()),
+        Some(kept["id"].clone())
+    );
+}

@@ -126,20 +126,18 @@ impl Writer {
         self.start(state).await;
         let shard = shard_of(item.target(), self.queues.len());
         let (reply, answer) = oneshot::channel();
-        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        // Counted as pending from here; until it is queued, giving up (timeout, writer gone,
+        // or the caller's request dropped) uncounts it. Once queued, the writer does.
+        let unqueued = Unqueued::count(&self.stats.pending);
         let queued = tokio::time::timeout(
             state.config.lock_wait,
             self.queues[shard].send(Job { item, reply }),
         )
         .await;
         match queued {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                self.stats.pending.fetch_sub(1, Ordering::Relaxed);
-                return Err(ServiceError::internal("the message writer has stopped"));
-            }
+            Ok(Ok(())) => unqueued.queued(),
+            Ok(Err(_)) => return Err(ServiceError::internal("the message writer has stopped")),
             Err(_) => {
-                self.stats.pending.fetch_sub(1, Ordering::Relaxed);
                 tracing::warn!("a send waited too long for the message writer; answering 503");
                 return Err(ServiceError::busy());
             }
@@ -164,6 +162,29 @@ impl Writer {
                 ));
             }
             let _ = self.started.set(());
+        }
+    }
+}
+
+/// A send counted in [`WriterStats::pending`] that has not reached its queue yet.
+struct Unqueued<'a>(Option<&'a AtomicUsize>);
+
+impl<'a> Unqueued<'a> {
+    fn count(pending: &'a AtomicUsize) -> Self {
+        pending.fetch_add(1, Ordering::Relaxed);
+        Self(Some(pending))
+    }
+
+    /// The writer answers (and uncounts) it from now on.
+    fn queued(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unqueued<'_> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.0 {
+            pending.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

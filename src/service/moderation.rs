@@ -617,6 +617,12 @@ pub async fn require_slow_mode_ok(
         .into_tuple()
         .one(db)
         .await?;
+    slow_mode_wait(secs, last, now)
+}
+
+/// Slow mode's answer to a member whose last message was at `last`: 429 with the seconds
+/// left until the next may go, or fine.
+pub fn slow_mode_wait(secs: i32, last: Option<i64>, now: i64) -> ServiceResult<()> {
     let next = last.map(|last| last + i64::from(secs) * 1000);
     match next {
         Some(next) if next > now => Err(ServiceError::RateLimited {

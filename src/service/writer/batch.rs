@@ -334,16 +334,7 @@ async fn slow_mode(
         return Ok(());
     }
     match (earlier_in_batch, context.slow_mode_secs) {
-        (Some(at), Some(secs)) => {
-            let next = at + i64::from(secs) * 1000;
-            if next > now {
-                return Err(ServiceError::RateLimited {
-                    message: format!("Slow mode is on: one message every {secs} s"),
-                    retry_after_secs: u64::try_from((next - now + 999) / 1000).unwrap_or(1).max(1),
-                });
-            }
-            Ok(())
-        }
+        (Some(at), Some(secs)) => moderation::slow_mode_wait(secs, Some(*at), now),
         _ => moderation::require_slow_mode_ok(txn, access, now).await,
     }
 }

@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use entity::{context, context_message, event, event_seq};
+use entity::{context, context_message, event};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -115,9 +115,12 @@ pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<Catch
             checkpoint
         }
     };
+    // Only what is settled: positions past it may still fill (see `events::positions`).
+    let bound = crate::events::outbox::settled(state).await?;
     loop {
         let rows = event::Entity::find()
             .filter(event::Column::Seq.gt(checkpoint))
+            .filter(event::Column::Seq.lte(bound))
             .order_by_asc(event::Column::Seq)
             .limit(BATCH)
             .all(&state.db.read)
@@ -126,9 +129,10 @@ pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<Catch
         let Some(last) = rows.last().map(|row| row.seq) else {
             break;
         };
-        // Sequences have no holes but pruned ones: a hole means events were lost to this
-        // index, so it is rebuilt rather than left silently behind.
-        if rows.first().is_some_and(|row| row.seq != checkpoint + 1) {
+        // Holes are rolled-back transactions' positions, unless pruning passed the
+        // checkpoint: then events were lost to this index, so it is rebuilt rather than
+        // left silently behind.
+        if gap_after(state, checkpoint).await? {
             let (messages, rebuilt_at) = rebuild(state, index, None, &|_, _| {}).await?;
             done.rebuilt += messages;
             checkpoint = rebuilt_at;
@@ -154,22 +158,7 @@ pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<Catch
 /// Whether events after `checkpoint` are missing from the outbox (pruned), so replaying it
 /// cannot bring the index up to date.
 async fn gap_after(state: &AppState, checkpoint: i64) -> ServiceResult<bool> {
-    let next = event::Entity::find()
-        .filter(event::Column::Seq.gt(checkpoint))
-        .order_by_asc(event::Column::Seq)
-        .one(&state.db.read)
-        .await?;
-    Ok(match next {
-        Some(row) => row.seq > checkpoint + 1,
-        None => committed_seq(state).await? > checkpoint,
-    })
-}
-
-async fn committed_seq(state: &AppState) -> ServiceResult<i64> {
-    Ok(event_seq::Entity::find_by_id(1)
-        .one(&state.db.read)
-        .await?
-        .map_or(0, |row| row.value))
+    Ok(crate::events::positions::pruned_through(&state.db.read).await? > checkpoint)
 }
 
 /// Applies a batch of events to the index by state (see the module doc).
@@ -302,7 +291,7 @@ pub async fn rebuild(
 ) -> Result<(u64, i64), IndexError> {
     let checkpoint = match channel {
         None => {
-            let position = committed_seq(state).await?;
+            let position = crate::events::outbox::settled(state).await?;
             index.clear().await?;
             position
         }

@@ -32,6 +32,7 @@ mod plugin_examples;
 mod plugins_actions;
 mod plugins_hooks;
 mod plugins_host;
+mod positions;
 mod read_cache;
 mod realtime;
 mod routing;

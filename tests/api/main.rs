@@ -38,4 +38,5 @@ mod realtime;
 mod routing;
 mod search;
 mod startup;
+mod two_nodes;
 mod wire;

@@ -34,6 +34,8 @@ const BATCH: u64 = 1_000;
 const REBUILD_BATCH: u64 = 1_000;
 /// How often the indexer looks for events committed by other nodes.
 const POLL: Duration = Duration::from_millis(250);
+/// How often a node that does not index a shared backend looks at the lease.
+const LEASE_POLL: Duration = Duration::from_secs(1);
 /// Turns of the indexer between looks for a `reindex` request (about 2 s when idle).
 const REQUEST_EVERY: u64 = 8;
 /// The longest back-off while the backend does not answer.
@@ -74,6 +76,27 @@ pub fn spawn(state: AppState) {
         let mut turns: u64 = 0;
         // Ends once the server is gone (see `WeakState`).
         while let Some(state) = weak.upgrade() {
+            // A shared backend is indexed by one node (see `search::lease`); the others
+            // follow its checkpoint, which pruning waits for.
+            if state.search.index.shared() {
+                match state.search.lease.hold(&state.db.write).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if let Ok(Some(checkpoint)) = state.search.index.checkpoint().await {
+                            state.search.set_indexed(checkpoint);
+                        }
+                        drop(state);
+                        tokio::time::sleep(LEASE_POLL).await;
+                        continue;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot take the search indexer lease");
+                        drop(state);
+                        tokio::time::sleep(LEASE_POLL).await;
+                        continue;
+                    }
+                }
+            }
             turns += 1;
             match catch_up(&state, state.search.index.as_ref()).await {
                 Ok(done) => {

@@ -112,3 +112,44 @@ async fn a_client_that_read_on_one_node_resumes_on_the_other_and_misses_nothing(
     let extra = sent_ids(&on_b.drain(Duration::from_millis(400)).await);
     assert!(extra.is_empty(), "repeated: {extra:?}");
 }
+
+/// A shared search backend is indexed by one node at a time: the lease is taken once,
+/// refused to another holder while it runs, and taken over once it lapses.
+#[tokio::test]
+async fn one_node_at_a_time_holds_the_search_indexer_lease() {
+    use brightchat::search::lease::{KEY, Lease};
+    use sea_orm::{EntityTrait, Set};
+    let server = TestServer::start().await;
+    let db = &server.state.db.write;
+    let first = Lease::default();
+    let second = Lease::default();
+    assert!(first.hold(db).await.expect("hold"));
+    assert!(!second.hold(db).await.expect("hold"));
+    assert!(first.hold(db).await.expect("renew"), "the holder keeps it");
+
+    // The holder dies: its lease lapses, and a node that looks then takes it.
+    let row = entity::server_meta::Entity::find_by_id(KEY.to_owned())
+        .one(db)
+        .await
+        .expect("read")
+        .expect("the lease row");
+    let who = row
+        .value
+        .split_once(':')
+        .expect("holder:until")
+        .0
+        .to_owned();
+    entity::server_meta::Entity::update(entity::server_meta::ActiveModel {
+        name: Set(KEY.to_owned()),
+        value: Set(format!("{who}:0")),
+    })
+    .exec(db)
+    .await
+    .expect("lapse");
+    let third = Lease::default();
+    assert!(
+        third.hold(db).await.expect("hold"),
+        "a lapsed lease is taken"
+    );
+    assert!(!Lease::default().hold(db).await.expect("hold"));
+}

@@ -202,6 +202,19 @@ async fn a_redis_outage_slows_delivery_and_then_heals() {
     a.group_message(&ada, &group, "during the outage").await;
     let frame = bob_ws.expect("communication:message_sent").await;
     assert_eq!(frame["data"]["senderId"], ada.id.to_string());
+    // Unsubscribed, B trusts no cached token: a sign-out on A still holds on B.
+    let cluster_b = b.state.cluster.as_ref().expect("cluster");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster_b.healthy() {
+        assert!(Instant::now() < deadline, "B did not notice the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = a.sign_in(cat.id, &cat.secret).await;
+    b.get("/api/members/me", Some(&second)).await.data(200);
+    a.delete("/api/auth/token", Some(&second)).await.data(200);
+    b.get("/api/members/me", Some(&second))
+        .await
+        .error(401, "UNAUTHORIZED");
 
     redis.restart().await;
     a.until_cluster_healthy().await;

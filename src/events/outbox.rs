@@ -39,17 +39,25 @@ pub struct EventHub {
     /// Every event up to this position has been published on this node (or is settled
     /// never to exist); `-1` until the relay starts.
     settled: AtomicI64,
+    /// The other nodes, when Redis is configured: wake-ups and ephemeral events go to them.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl EventHub {
-    /// A hub on `bus` whose connections may each queue `queue` entries before they lag.
-    pub fn new(bus: Arc<dyn EventBus>, queue: usize) -> Self {
+    /// A hub on `bus` whose connections may each queue `queue` entries before they lag;
+    /// with `cluster`, wake-ups and ephemeral events reach the other nodes too.
+    pub fn new(
+        bus: Arc<dyn EventBus>,
+        queue: usize,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
         Self {
             bus,
             router: super::router::Router::new(queue),
             wake: Notify::new(),
             moved: Notify::new(),
             settled: AtomicI64::new(-1),
+            cluster,
         }
     }
 
@@ -60,9 +68,9 @@ impl EventHub {
     }
 
     /// Publishes an ephemeral event (typing, presence) straight on the bus: no outbox row,
-    /// no `seq`, no replay.
+    /// no `seq`, no replay. With Redis the other nodes get it too.
     pub fn publish_ephemeral(&self, event: Event) {
-        self.bus.publish(Arc::new(event.transient()));
+        self.publish_versioned(event, None);
     }
 
     /// Waits (at most `limit`) until this node's relay has published up to `seq`, and
@@ -82,8 +90,31 @@ impl EventHub {
         }
     }
 
-    /// Tells the relay that events were committed.
+    /// [`EventHub::publish_ephemeral`] for a presence change decided in Redis with
+    /// `version`: skipped when a newer change of the member was already delivered here.
+    pub fn publish_versioned(&self, event: Event, version: Option<u64>) {
+        let event = Arc::new(event.transient());
+        if let Some(cluster) = &self.cluster {
+            if let Some(version) = version
+                && !cluster.fresh_presence(event.context_id, version)
+            {
+                return;
+            }
+            cluster.send_ephemeral(&event, version);
+        }
+        self.bus.publish(event);
+    }
+
+    /// Tells the relay that events were committed, and the other nodes' relays too.
     pub fn wake(&self) {
+        self.wake.notify_one();
+        if let Some(cluster) = &self.cluster {
+            cluster.wake_peers();
+        }
+    }
+
+    /// Tells only this node's relay (another node committed events).
+    pub fn wake_local(&self) {
         self.wake.notify_one();
     }
 }

@@ -11,6 +11,7 @@ mod binary;
 mod channel_invites;
 mod channel_visibility;
 mod channels;
+mod cluster;
 mod conversations;
 mod crypto_vectors;
 mod graphql;

@@ -12,6 +12,7 @@ mod channel_invites;
 mod channel_visibility;
 mod channels;
 mod cluster;
+mod cluster_latency;
 mod conversations;
 mod crypto_vectors;
 mod graphql;

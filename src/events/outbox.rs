@@ -292,6 +292,16 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
                         }
                     }
                 }
+                // A hole just seen: list the event writers that may fill it (after the
+                // read that showed it, see `positions`).
+                if cursor.needs_writers() {
+                    match super::positions::writers(&state.db.read).await {
+                        Ok(writers) => cursor.set_writers(writers),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "the event relay cannot list event writers");
+                        }
+                    }
+                }
                 state.events.settled.store(last, Ordering::Release);
                 if last > after {
                     state.events.moved.notify_waiters();

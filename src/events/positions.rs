@@ -10,19 +10,22 @@
 //! transaction still running), and a rolled-back transaction leaves a hole. The relay
 //! publishes in position order and never past a hole that may still fill:
 //!
-//! - A transaction gets its transaction id before it takes positions ([`take`] makes
-//!   sure), and a position is taken after every lower one.
-//! - So when the relay sees position `s` committed while `g < s` is missing, whoever holds
-//!   `g` was running when the relay read (its id is in that snapshot's list of running
-//!   transactions, `pg_current_snapshot()`), or has already ended.
-//! - The hole is *settled* once every transaction of that list has ended: `g` is then
-//!   either committed (and read like any row) or never will be.
+//! - Before it takes positions, a transaction gets its transaction id and takes a shared
+//!   advisory lock, [`WRITER_LOCK`], held until it ends ([`take`] does both). Shared locks
+//!   never wait on each other: this marks the transaction as an event writer, it orders
+//!   nothing.
+//! - When the relay reads position `s` committed while `g < s` is missing, whoever holds
+//!   `g` took it before `s` was taken, so it is either finished or, from then on, among the
+//!   holders of that lock. The relay lists them ([`writers`]: their transaction ids) *after*
+//!   that read, and the hole is settled once none of them is still running in a later
+//!   read's snapshot (`pg_current_snapshot()`, read in the same statement as the rows): `g`
+//!   is then either in those rows or never will be.
 //!
-//! Waiting is short: the list holds only the transactions running at that instant. A
-//! transaction that runs for long (on any database of the same server) holds delivery
-//! past a hole until it ends, or for [`GAP_MAX`] at most, after which the relay moves on
-//! and says so in the log (a row that commits later still reaches resuming clients and
-//! the search index, but not live sockets).
+//! Only event writers are waited for, so a long transaction that writes no events (a
+//! backup, a report, another database on the same server) never holds delivery. An event
+//! writer that runs for long holds delivery past a hole until it ends, or for [`GAP_MAX`]
+//! at most, after which the relay moves on and says so in the log (a row that commits later
+//! still reaches resuming clients and the search index, but not live sockets).
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,9 @@ pub const GAP_MAX: Duration = Duration::from_secs(5);
 /// How soon the relay looks again while it waits for a hole.
 pub const GAP_RETRY: Duration = Duration::from_millis(2);
 
+/// The shared advisory lock every event-writing transaction holds on PostgreSQL ("BCEV").
+pub const WRITER_LOCK: i64 = 0x4243_4556;
+
 /// Reserves `count` positions for the events of the current transaction, ascending.
 /// Call it last before commit.
 pub async fn take(txn: &impl ConnectionTrait, count: usize) -> ServiceResult<Vec<i64>> {
@@ -44,14 +50,15 @@ pub async fn take(txn: &impl ConnectionTrait, count: usize) -> ServiceResult<Vec
     }
     match txn.get_database_backend() {
         DbBackend::Postgres => {
-            // The filter runs before the projection, so the transaction has its id before
-            // its first position is taken (see the module docs).
+            // The filter runs once, before the projection: the transaction has its id and
+            // the writers' lock before its first position is taken (see the module docs).
             let rows = txn
                 .query_all_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
                     "SELECT nextval('event_positions') AS seq FROM generate_series(1, $1) \
-                     WHERE pg_current_xact_id() IS NOT NULL",
-                    [(count as i32).into()],
+                     WHERE pg_current_xact_id() IS NOT NULL \
+                       AND pg_try_advisory_xact_lock_shared($2)",
+                    [(count as i32).into(), WRITER_LOCK.into()],
                 ))
                 .await?;
             let mut seqs = rows
@@ -80,11 +87,11 @@ pub async fn take(txn: &impl ConnectionTrait, count: usize) -> ServiceResult<Vec
     }
 }
 
-/// The transactions running at one instant (PostgreSQL's `pg_current_snapshot()`).
+/// The transactions running at one instant (PostgreSQL's `pg_current_snapshot()`), by
+/// their 32-bit ids (what `pg_stat_activity` shows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Horizon {
-    xmax: u64,
-    running: Vec<u64>,
+    running: Vec<u32>,
 }
 
 impl Horizon {
@@ -92,28 +99,28 @@ impl Horizon {
     pub fn parse(text: &str) -> Option<Self> {
         let mut parts = text.split(':');
         let _xmin: u64 = parts.next()?.parse().ok()?;
-        let xmax: u64 = parts.next()?.parse().ok()?;
+        let _xmax: u64 = parts.next()?.parse().ok()?;
         let list = parts.next().unwrap_or("");
         let running = list
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse().ok())
-            .collect::<Option<Vec<u64>>>()?;
-        Some(Self { xmax, running })
+            .map(|s| s.parse::<u64>().ok().map(|x| x as u32))
+            .collect::<Option<Vec<u32>>>()?;
+        Some(Self { running })
     }
 
-    /// Whether transaction `xid` had not ended at this instant.
-    fn still_running(&self, xid: u64) -> bool {
-        xid >= self.xmax || self.running.contains(&xid)
+    /// Whether transaction `xid`, which was running before this instant, still was.
+    fn still_running(&self, xid: u32) -> bool {
+        self.running.contains(&xid)
     }
 }
 
 /// A hole the relay waits on: positions below `upto` that were missing while `upto` was
-/// committed, and the transactions that might still commit them.
+/// committed, and the event writers that might still commit them (`None` until listed).
 #[derive(Debug)]
 struct Hole {
     upto: i64,
-    waiting: Vec<u64>,
+    waiting: Option<Vec<u32>>,
     since: Instant,
 }
 
@@ -139,6 +146,24 @@ impl Cursor {
     /// Whether a hole is being waited on.
     pub fn waiting(&self) -> bool {
         self.hole.is_some()
+    }
+
+    /// Whether the hole waited on needs its list of writers ([`writers`], read after the
+    /// rows that showed the hole).
+    pub fn needs_writers(&self) -> bool {
+        self.hole
+            .as_ref()
+            .is_some_and(|hole| hole.waiting.is_none())
+    }
+
+    /// The event writers running after the hole was seen: the hole is settled once none
+    /// of them runs.
+    pub fn set_writers(&mut self, writers: Vec<u32>) {
+        if let Some(hole) = self.hole.as_mut()
+            && hole.waiting.is_none()
+        {
+            hole.waiting = Some(writers);
+        }
     }
 
     /// Takes the rows after the cursor (ascending, read with `horizon`, which is `None` on
@@ -181,9 +206,10 @@ impl Cursor {
                         }
                     }
                     _ => {
+                        // Its writers are listed after this read, and judged at the next.
                         self.hole = Some(Hole {
                             upto: row.seq,
-                            waiting: horizon.running.clone(),
+                            waiting: None,
                             since: now,
                         });
                     }
@@ -202,13 +228,15 @@ impl Hole {
     /// Whether every transaction that could fill the hole has ended (or it has been
     /// waited on for [`GAP_MAX`]).
     fn ended(&self, horizon: &Horizon, now: Instant) -> bool {
-        if self.waiting.iter().all(|x| !horizon.still_running(*x)) {
+        if let Some(waiting) = &self.waiting
+            && waiting.iter().all(|x| !horizon.still_running(*x))
+        {
             return true;
         }
         if now.duration_since(self.since) >= GAP_MAX {
             tracing::warn!(
                 below = self.upto,
-                "a transaction that may hold event positions has run for {GAP_MAX:?}; publishing past it"
+                "an event writer that may hold a missing position has run for {GAP_MAX:?}; publishing past it"
             );
             return true;
         }
@@ -273,20 +301,17 @@ pub async fn settled(db: &impl ConnectionTrait) -> ServiceResult<i64> {
             let row = db
                 .query_one_raw(Statement::from_string(
                     DbBackend::Postgres,
-                    "SELECT COALESCE(MAX(seq), 0) AS top, pg_current_snapshot()::text AS horizon \
-                     FROM events",
+                    "SELECT COALESCE(MAX(seq), 0) AS top FROM events",
                 ))
                 .await?
                 .ok_or_else(|| ServiceError::internal("no answer"))?;
             let top: i64 = row.try_get("", "top")?;
-            let text: String = row.try_get("", "horizon")?;
-            let first = Horizon::parse(&text)
-                .ok_or_else(|| ServiceError::internal("pg_current_snapshot() does not parse"))?;
+            // Every hole below `top` is held by one of these, or by nobody.
+            let writers = writers(db).await?;
             let started = Instant::now();
-            // Every hole below `top` is held by one of `first.running`, or by nobody.
-            while !first.running.is_empty() && started.elapsed() < GAP_MAX {
+            while !writers.is_empty() && started.elapsed() < GAP_MAX {
                 let now = current_horizon(db).await?;
-                if first.running.iter().all(|x| !now.still_running(*x)) {
+                if writers.iter().all(|x| !now.still_running(*x)) {
                     break;
                 }
                 tokio::time::sleep(GAP_RETRY).await;
@@ -307,6 +332,33 @@ pub async fn settled(db: &impl ConnectionTrait) -> ServiceResult<i64> {
             Ok(top.max(pruned))
         }
     }
+}
+
+/// The (top-level) transaction ids of this database's event writers running now: the
+/// holders of [`WRITER_LOCK`].
+pub async fn writers(db: &impl ConnectionTrait) -> ServiceResult<Vec<u32>> {
+    // A one-key advisory lock shows as class 0, object = the key, sub-object 1.
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT a.backend_xid::text AS xid FROM pg_locks l \
+                   JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND l.classid = 0 AND l.objid = {WRITER_LOCK} AND l.objsubid = 1 \
+                   AND a.backend_xid IS NOT NULL"
+            ),
+        ))
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let text: String = row.try_get("", "xid")?;
+        if let Ok(xid) = text.parse::<u32>() {
+            out.push(xid);
+        }
+    }
+    Ok(out)
 }
 
 async fn current_horizon(db: &impl ConnectionTrait) -> ServiceResult<Horizon> {
@@ -355,9 +407,8 @@ mod tests {
         rows.into_iter().map(|row| row.seq).collect()
     }
 
-    fn horizon(running: &[u64]) -> Horizon {
+    fn horizon(running: &[u32]) -> Horizon {
         Horizon {
-            xmax: 1000,
             running: running.to_vec(),
         }
     }
@@ -365,8 +416,11 @@ mod tests {
     #[test]
     fn a_snapshot_parses() {
         let h = Horizon::parse("745:750:745,748").expect("parses");
-        assert!(h.still_running(745) && h.still_running(748) && h.still_running(750));
+        assert!(h.still_running(745) && h.still_running(748));
         assert!(!h.still_running(746) && !h.still_running(700));
+        // 64-bit ids (epoch 1) compare by their 32-bit part.
+        let h = Horizon::parse("4294967396:4294967400:4294967397").expect("parses");
+        assert!(h.still_running(101) && !h.still_running(100));
         assert!(
             Horizon::parse("10:10:")
                 .expect("empty list")
@@ -386,41 +440,49 @@ mod tests {
     }
 
     #[test]
-    fn a_hole_waits_for_the_transactions_running_when_it_was_seen() {
+    fn a_hole_waits_for_the_writers_listed_after_it_was_seen() {
         let start = Instant::now();
         let mut cursor = Cursor::at(4);
-        // 6 is missing while 7 is committed; 900 and 901 were running.
+        // 6 is missing while 7 is committed.
         let out = cursor.admit_at(rows(&[5, 7, 8]), Some(&horizon(&[900, 901])), start);
         assert_eq!(seqs(out), vec![5]);
-        assert!(cursor.waiting());
-        // 901 ended, 900 still runs (and a newcomer 950 is irrelevant).
+        assert!(cursor.needs_writers());
+        // Not settled by the same read, even with nobody running: its writers are unknown.
+        let out = cursor.admit_at(rows(&[7, 8]), Some(&horizon(&[])), start);
+        assert!(out.is_empty());
+        cursor.set_writers(vec![900, 901]);
+        assert!(!cursor.needs_writers());
+        // 901 ended, 900 still runs; 950 (a long transaction, no writer) is irrelevant.
         let out = cursor.admit_at(rows(&[7, 8, 9]), Some(&horizon(&[900, 950])), start);
         assert!(out.is_empty());
-        // Both ended without 6: it was rolled back; 7.. pass, and a new hole above waits.
+        // Both writers ended without 6: it was rolled back; 7.. pass, and a new hole waits.
         let out = cursor.admit_at(rows(&[7, 8, 9, 11]), Some(&horizon(&[950])), start);
         assert_eq!(seqs(out), vec![7, 8, 9]);
         assert_eq!(cursor.last(), 9);
-        assert!(cursor.waiting(), "10 is held by 950 or nobody");
+        assert!(cursor.waiting() && cursor.needs_writers(), "10 is missing");
     }
 
     #[test]
     fn a_hole_that_fills_is_published_in_order() {
         let start = Instant::now();
         let mut cursor = Cursor::at(0);
-        assert_eq!(
-            seqs(cursor.admit_at(rows(&[2]), Some(&horizon(&[7])), start)),
-            Vec::<i64>::new()
+        assert!(
+            cursor
+                .admit_at(rows(&[2]), Some(&horizon(&[7])), start)
+                .is_empty()
         );
-        // 7 committed position 1.
+        // Position 1 commits.
         let out = cursor.admit_at(rows(&[1, 2, 3]), Some(&horizon(&[])), start);
         assert_eq!(seqs(out), vec![1, 2, 3]);
         assert!(!cursor.waiting());
     }
 
     #[test]
-    fn a_hole_with_nobody_running_is_settled_at_once() {
+    fn a_hole_with_no_writer_is_settled_at_the_next_read() {
         let mut cursor = Cursor::at(0);
-        let out = cursor.admit(rows(&[3, 4]), Some(&horizon(&[])));
+        assert!(cursor.admit(rows(&[3, 4]), Some(&horizon(&[]))).is_empty());
+        cursor.set_writers(vec![]);
+        let out = cursor.admit(rows(&[3, 4]), Some(&horizon(&[12])));
         assert_eq!(seqs(out), vec![3, 4]);
     }
 
@@ -433,6 +495,7 @@ mod tests {
                 .admit_at(rows(&[2]), Some(&horizon(&[5])), start)
                 .is_empty()
         );
+        cursor.set_writers(vec![5]);
         let later = start + GAP_MAX;
         let out = cursor.admit_at(rows(&[2, 3]), Some(&horizon(&[5])), later);
         assert_eq!(seqs(out), vec![2, 3]);
@@ -447,10 +510,12 @@ mod tests {
                 .admit_at(rows(&[2]), Some(&horizon(&[5])), start)
                 .is_empty()
         );
-        // 1 fills; 3 is missing below 4 while 6 (new) runs: 5 ending does not settle it.
-        let out = cursor.admit_at(rows(&[1, 2, 4]), Some(&horizon(&[6])), start);
+        cursor.set_writers(vec![5]);
+        // 1 fills; 3 is missing below 4: the old hole's writers say nothing of it.
+        let out = cursor.admit_at(rows(&[1, 2, 4]), Some(&horizon(&[])), start);
         assert_eq!(seqs(out), vec![1, 2]);
-        assert!(cursor.waiting());
+        assert!(cursor.needs_writers());
+        cursor.set_writers(vec![6]);
         let out = cursor.admit_at(rows(&[4]), Some(&horizon(&[6])), start);
         assert!(out.is_empty());
         let out = cursor.admit_at(rows(&[3, 4]), Some(&horizon(&[])), start);

@@ -9,6 +9,15 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// What an event writer does to take one position (as `events::positions::take`).
+static TAKE_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT nextval('event_positions') AS seq WHERE pg_current_xact_id() IS NOT NULL \
+           AND pg_try_advisory_xact_lock_shared({})",
+        brightchat::events::positions::WRITER_LOCK
+    )
+});
+
 /// Skips (saying so) on SQLite, whose one writer keeps the counter.
 fn postgres_only() -> bool {
     if test_database_url().is_none() {
@@ -31,13 +40,22 @@ async fn a_held_position_holds_later_events_until_it_commits_then_both_arrive_in
     let group = server.group(&ada, "positions", &[&bob]).await;
     let mut bob_ws = server.ws(&bob).await;
 
-    // A transaction takes a position and keeps running (as a slow writer would).
+    // A transaction takes a position and keeps running (as a slow writer would), while a
+    // long transaction that writes no events runs too: only the first may hold delivery.
+    let bystander = server.state.db.write.begin().await.expect("begin");
+    bystander
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_current_xact_id()::text AS xid",
+        ))
+        .await
+        .expect("an id");
     let db = &server.state.db.write;
     let txn = db.begin().await.expect("begin");
     let held: i64 = txn
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT nextval('event_positions') AS seq WHERE pg_current_xact_id() IS NOT NULL",
+            TAKE_ONE.clone(),
         ))
         .await
         .expect("nextval")
@@ -101,6 +119,7 @@ async fn a_held_position_holds_later_events_until_it_commits_then_both_arrive_in
     .expect("insert");
     txn.commit().await.expect("commit");
     server.state.events.wake();
+    let committed = std::time::Instant::now();
 
     let first = bob_ws.expect("communication:channel_updated").await;
     assert_eq!(first["seq"], held, "{first}");
@@ -108,6 +127,12 @@ async fn a_held_position_holds_later_events_until_it_commits_then_both_arrive_in
     let second = bob_ws.expect("communication:message_sent").await;
     assert_eq!(second["seq"], sent_seq, "nothing came between them");
     assert_eq!(second["data"]["id"], sent["id"]);
+    assert!(
+        committed.elapsed() < Duration::from_secs(2),
+        "the bystander held delivery: {:?}",
+        committed.elapsed()
+    );
+    drop(bystander);
 }
 
 #[tokio::test]
@@ -121,11 +146,20 @@ async fn a_rolled_back_position_leaves_a_hole_that_delivery_passes_at_once() {
     let group = server.group(&ada, "holes", &[&bob]).await;
     let mut bob_ws = server.ws(&bob).await;
 
+    // A long transaction that writes no events runs throughout.
+    let bystander = server.state.db.write.begin().await.expect("begin");
+    bystander
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_current_xact_id()::text AS xid",
+        ))
+        .await
+        .expect("an id");
     let db = &server.state.db.write;
     let txn = db.begin().await.expect("begin");
     txn.query_one_raw(Statement::from_string(
         DbBackend::Postgres,
-        "SELECT nextval('event_positions') AS seq WHERE pg_current_xact_id() IS NOT NULL",
+        TAKE_ONE.clone(),
     ))
     .await
     .expect("nextval");
@@ -153,4 +187,5 @@ async fn a_rolled_back_position_leaves_a_hole_that_delivery_passes_at_once() {
         .collect();
     assert_eq!(sends.len(), 1, "{frames:?}");
     assert!(frames.iter().all(|f| f["type"] != "resync_required"));
+    drop(bystander);
 }

@@ -17,6 +17,8 @@ use super::{Outcome, Report, Sizes, Target, report};
 const STALL: Duration = Duration::from_secs(5);
 /// ...or after this long in all.
 const WAIT_MAX: Duration = Duration::from_secs(60);
+/// The longest pause before each join or kick.
+const JITTER_MAX: Duration = Duration::from_millis(300);
 
 /// What a subscriber's frame was about.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,8 @@ impl Log {
 /// - `burst`: `burst` messages sent by `clients` clients back to back;
 /// - `join`: `cross_ops` fresh members join, one at a time;
 /// - `kick`: the owner kicks them, one at a time (each kick rotates the channel's key).
+///
+/// Joins and kicks each wait a random 0 to 300 ms first.
 ///
 /// One row each. Latencies are request sent → frame received (`message_sent`,
 /// `member_joined`, `key_rotated`) over every subscriber; each phase waits until every
@@ -442,6 +446,9 @@ where
     };
     let mut took = Duration::ZERO;
     for member in members {
+        // A random pause first, so that operations do not fall into step with a node's
+        // periodic work (the outbox poll) and show only one phase of it.
+        tokio::time::sleep(jitter()).await;
         let from = log.len();
         let already = log.count(kind);
         let at = Instant::now();
@@ -472,6 +479,15 @@ where
     phase.sending = took;
     phase.until_last = started.elapsed();
     phase
+}
+
+/// A random pause of 0 to [`JITTER_MAX`].
+fn jitter() -> Duration {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return JITTER_MAX / 2;
+    }
+    JITTER_MAX.mul_f64(f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX))
 }
 
 /// Lets the frames of what came before pass (typing none, presence perhaps).

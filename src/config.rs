@@ -48,8 +48,15 @@ pub struct Config {
     pub meili_key: Option<String>,
     /// `BRIGHTCHAT_MEILI_INDEX`, default `brightchat_messages`: the Meilisearch index uid.
     pub meili_index: String,
-    /// `BRIGHTCHAT_REDIS_URL`; unset: in-process event fan-out.
+    /// `BRIGHTCHAT_REDIS_URL`; unset: one node, in-process event fan-out. Set: nodes share
+    /// wake-ups, ephemeral events, presence and sign-outs through Redis (see `cluster`).
     pub redis_url: Option<String>,
+    /// `BRIGHTCHAT_REDIS_PREFIX`, default `brightchat`: namespaces every Redis key and
+    /// channel, so several deployments can share one Redis.
+    pub redis_prefix: String,
+    /// `BRIGHTCHAT_REDIS_NODE_TTL_SECS`, default 15: a node's heartbeat lives this long; a
+    /// node silent for longer is taken as dead and its members' connections are dropped.
+    pub redis_node_ttl: Duration,
     /// `BRIGHTCHAT_SERVER_KEY`: the server's secp256k1 secret in hex; unset: key file.
     pub server_key_hex: Option<String>,
     /// `BRIGHTCHAT_REGISTRATION` (`open` | `closed`), default `open`.
@@ -110,6 +117,8 @@ impl Config {
             meili_key: None,
             meili_index: "brightchat_messages".to_owned(),
             redis_url: None,
+            redis_prefix: "brightchat".to_owned(),
+            redis_node_ttl: Duration::from_secs(15),
             server_key_hex: None,
             registration: Registration::Open,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
@@ -193,6 +202,23 @@ impl Config {
                 });
             }
             config.redis_url = Some(url);
+        }
+        if let Some(prefix) = get("BRIGHTCHAT_REDIS_PREFIX") {
+            let prefix = prefix.trim().to_owned();
+            if prefix.len() > 64
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(ConfigError {
+                    variable: "BRIGHTCHAT_REDIS_PREFIX",
+                    problem: "must be 1 to 64 of a-z, A-Z, 0-9, -, _ and .".into(),
+                });
+            }
+            config.redis_prefix = prefix;
+        }
+        if let Some(secs) = number(&get, "BRIGHTCHAT_REDIS_NODE_TTL_SECS", 3, 3_600)? {
+            config.redis_node_ttl = Duration::from_secs(secs);
         }
         if let Some(key) = get("BRIGHTCHAT_SERVER_KEY") {
             crate::crypto::ServerKey::from_hex(key.trim()).map_err(|_| ConfigError {
@@ -361,6 +387,8 @@ mod tests {
             ("BRIGHTCHAT_REGISTRATION", "maybe"),
             ("BRIGHTCHAT_TOKEN_TTL_SECS", "-5"),
             ("BRIGHTCHAT_REDIS_URL", "http://x"),
+            ("BRIGHTCHAT_REDIS_PREFIX", "a:b"),
+            ("BRIGHTCHAT_REDIS_NODE_TTL_SECS", "1"),
             ("BRIGHTCHAT_MEILI_URL", "ftp://x"),
             ("BRIGHTCHAT_MEILI_INDEX", "a b"),
             ("BRIGHTCHAT_LOG_FORMAT", "xml"),

@@ -4,6 +4,7 @@
 //! the same builder.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod db;
@@ -34,8 +35,14 @@ pub struct App {
 
 /// Opens storage (creating the data dir, server key and SQLite file on first start), runs
 /// migrations, checks the server key against the database, and builds the router.
+///
+/// With `BRIGHTCHAT_REDIS_URL` it first connects to Redis, and fails if Redis does not
+/// answer.
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    start(open_state(config).await?).await
+    let cluster = cluster::connect(&config).await?;
+    let (db, server_key) = open_storage(&config).await?;
+    let index = search::open(&config).await?;
+    start(AppState::new(config, db, server_key, index, cluster)).await
 }
 
 /// [`build`] with a search index of the caller's (tests use it to make a backend fail).
@@ -43,12 +50,15 @@ pub async fn build_with_index(
     config: Config,
     index: std::sync::Arc<dyn search::SearchIndex>,
 ) -> anyhow::Result<App> {
-    start(open_state_with(config, index).await?).await
+    let cluster = cluster::connect(&config).await?;
+    let (db, server_key) = open_storage(&config).await?;
+    start(AppState::new(config, db, server_key, index, cluster)).await
 }
 
 /// Starts the background work (event relay, search indexer, upkeep) and the router.
 async fn start(state: AppState) -> anyhow::Result<App> {
     events::outbox::spawn_relay(state.clone()).await?;
+    cluster::spawn(&state);
     search::indexer::spawn(state.clone());
     plugins::watch::spawn(&state.plugins.registry);
     spawn_janitor(state.clone());
@@ -62,7 +72,7 @@ async fn start(state: AppState) -> anyhow::Result<App> {
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let (db, server_key) = open_storage(&config).await?;
     let index = search::open(&config).await?;
-    Ok(AppState::new(config, db, server_key, index))
+    Ok(AppState::new(config, db, server_key, index, None))
 }
 
 /// [`open_state`] with a search index already opened.
@@ -71,7 +81,7 @@ pub async fn open_state_with(
     index: std::sync::Arc<dyn search::SearchIndex>,
 ) -> anyhow::Result<AppState> {
     let (db, server_key) = open_storage(&config).await?;
-    Ok(AppState::new(config, db, server_key, index))
+    Ok(AppState::new(config, db, server_key, index, None))
 }
 
 /// The data dir, the server key and the database (migrated, and checked against the key).

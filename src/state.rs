@@ -50,10 +50,19 @@ pub struct Inner {
     pub lookups: crate::service::lookups::Lookups,
     /// Group commit for message sends.
     pub writer: crate::service::writer::Writer,
+    /// The other nodes, through Redis (`BRIGHTCHAT_REDIS_URL`); `None` for a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Db, server_key: ServerKey, index: Arc<dyn SearchIndex>) -> Self {
+    /// The state of a node; `cluster` links it to the others (see [`crate::cluster`]).
+    pub fn new(
+        config: Config,
+        db: Db,
+        server_key: ServerKey,
+        index: Arc<dyn SearchIndex>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
         // SQLite has one writer: one queue. PostgreSQL commits batches of different
         // contexts in parallel.
         let writer_shards = match db.backend() {
@@ -85,7 +94,7 @@ impl AppState {
             tokens: TokenCache::new(),
             epoch_keys: EpochKeyCache::new(),
             presence: Presence::default(),
-            events: EventHub::new(bus, queue),
+            events: EventHub::new(bus, queue, cluster.clone()),
             gates: Gates::default(),
             connections: ConnectionCounter::default(),
             search: Search::new(index),
@@ -94,6 +103,7 @@ impl AppState {
             crypto: Default::default(),
             lookups: Default::default(),
             writer: crate::service::writer::Writer::new(writer_shards),
+            cluster,
         }))
     }
 }

@@ -9,6 +9,7 @@ mod m20261201_000004_mutes_and_promotions;
 mod m20261201_000005_audit_log;
 mod m20261201_000006_plugins;
 mod m20261201_000007_key_entitlement;
+mod m20261201_000008_event_positions;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_audit_log::Migration),
             Box::new(m20261201_000006_plugins::Migration),
             Box::new(m20261201_000007_key_entitlement::Migration),
+            Box::new(m20261201_000008_event_positions::Migration),
         ]
     }
 }

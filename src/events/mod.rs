@@ -16,6 +16,7 @@ pub mod connections;
 pub mod filter;
 pub mod on_event;
 pub mod outbox;
+pub mod positions;
 pub mod router;
 pub mod stream;
 

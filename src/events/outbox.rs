@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use entity::{context_member, event, event_seq};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use entity::{context_member, event, server_meta};
 use sea_orm::{
     AccessMode, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IsolationLevel, QueryFilter,
     QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -22,6 +22,9 @@ use crate::time::now_ms;
 
 /// How often the relay looks for rows committed by other nodes when nothing woke it.
 const POLL: Duration = Duration::from_millis(250);
+/// The longest a new subscription waits for the relay to publish what was committed
+/// before it (then it starts from the relay's position; nothing is lost either way).
+const CATCH_UP: Duration = Duration::from_secs(2);
 /// Rows the relay reads at a time.
 const BATCH: u64 = 500;
 
@@ -31,64 +34,110 @@ pub struct EventHub {
     /// Routes the bus to this node's connections (started by [`spawn_relay`]).
     pub router: Arc<super::router::Router>,
     wake: Notify,
+    /// Tells waiters that the relay moved on (see [`EventHub::caught_up`]).
+    moved: Notify,
+    /// Every event up to this position has been published on this node (or is settled
+    /// never to exist); `-1` until the relay starts.
+    settled: AtomicI64,
+    /// The other nodes, when Redis is configured: wake-ups and ephemeral events go to them.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl EventHub {
-    /// A hub on `bus` whose connections may each queue `queue` entries before they lag.
-    pub fn new(bus: Arc<dyn EventBus>, queue: usize) -> Self {
+    /// A hub on `bus` whose connections may each queue `queue` entries before they lag;
+    /// with `cluster`, wake-ups and ephemeral events reach the other nodes too.
+    pub fn new(
+        bus: Arc<dyn EventBus>,
+        queue: usize,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
         Self {
             bus,
             router: super::router::Router::new(queue),
             wake: Notify::new(),
+            moved: Notify::new(),
+            settled: AtomicI64::new(-1),
+            cluster,
         }
     }
 
-    /// Publishes an ephemeral event (typing, presence) straight on the bus: no outbox row,
-    /// no `seq`, no replay.
-    pub fn publish_ephemeral(&self, event: Event) {
-        self.bus.publish(Arc::new(event.transient()));
+    /// The position this node's relay has published up to, once it runs.
+    pub fn published(&self) -> Option<i64> {
+        let seq = self.settled.load(Ordering::Acquire);
+        (seq >= 0).then_some(seq)
     }
 
-    /// Tells the relay that events were committed.
+    /// Publishes an ephemeral event (typing, presence) straight on the bus: no outbox row,
+    /// no `seq`, no replay. With Redis the other nodes get it too.
+    pub fn publish_ephemeral(&self, event: Event) {
+        self.publish_versioned(event, None);
+    }
+
+    /// Waits (at most `limit`) until this node's relay has published up to `seq`, and
+    /// returns its position then.
+    pub async fn caught_up(&self, seq: i64, limit: Duration) -> Option<i64> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let moved = self.moved.notified();
+            let now = self.published()?;
+            if now >= seq {
+                return Some(now);
+            }
+            self.wake.notify_one();
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return self.published();
+            }
+        }
+    }
+
+    /// [`EventHub::publish_ephemeral`] for a presence change decided in Redis with
+    /// `version`: skipped when a newer change of the member was already delivered here.
+    pub fn publish_versioned(&self, event: Event, version: Option<u64>) {
+        let event = Arc::new(event.transient());
+        if let Some(cluster) = &self.cluster {
+            if let Some(version) = version
+                && !cluster.fresh_presence(event.context_id, version)
+            {
+                return;
+            }
+            cluster.send_ephemeral(&event, version);
+        }
+        self.bus.publish(event);
+    }
+
+    /// Tells the relay that events were committed, and the other nodes' relays too.
     pub fn wake(&self) {
+        self.wake.notify_one();
+        if let Some(cluster) = &self.cluster {
+            cluster.wake_peers();
+        }
+    }
+
+    /// Tells only this node's relay (another node committed events).
+    pub fn wake_local(&self) {
         self.wake.notify_one();
     }
 }
 
-/// Writes `events` to the outbox inside `txn`. Call it last before commit: taking the
-/// sequence numbers locks the counter until the transaction ends, which makes sequence
-/// order commit order.
+/// Writes `events` to the outbox inside `txn`. Call it last before commit (see
+/// [`super::positions`] for how positions are taken on each backend).
 pub async fn record(txn: &impl ConnectionTrait, events: Vec<Event>) -> ServiceResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let first = take_seqs(txn, events.len() as i64).await?;
-    insert(txn, first, events).await
+    let seqs = super::positions::take(txn, events.len()).await?;
+    insert(txn, seqs, events).await
 }
 
-/// Reserves `count` sequence numbers and returns the first. This locks the counter row
-/// until the transaction ends.
-async fn take_seqs(txn: &impl ConnectionTrait, count: i64) -> ServiceResult<i64> {
-    // One statement: the new top comes back with `RETURNING`.
-    let top = event_seq::Entity::update_many()
-        .col_expr(
-            event_seq::Column::Value,
-            Expr::col(event_seq::Column::Value).add(count),
-        )
-        .filter(event_seq::Column::Id.eq(1))
-        .exec_with_returning(txn)
-        .await?
-        .first()
-        .ok_or_else(|| ServiceError::internal("the event counter is missing"))?
-        .value;
-    Ok(top - count + 1)
-}
-
-/// Writes `events` with sequence numbers from `first` on.
-async fn insert(txn: &impl ConnectionTrait, first: i64, events: Vec<Event>) -> ServiceResult<()> {
+/// Writes `events` at positions `seqs` (one each, ascending).
+async fn insert(
+    txn: &impl ConnectionTrait,
+    seqs: Vec<i64>,
+    events: Vec<Event>,
+) -> ServiceResult<()> {
     let mut rows = Vec::with_capacity(events.len());
-    for (offset, mut event) in events.into_iter().enumerate() {
-        event.seq = first + offset as i64;
+    for (seq, mut event) in seqs.into_iter().zip(events) {
+        event.seq = seq;
         let payload = serde_json::to_string(&event).map_err(ServiceError::internal)?;
         rows.push(event::ActiveModel {
             seq: Set(event.seq),
@@ -164,19 +213,21 @@ pub(super) fn parse(row: event::Model) -> Option<Event> {
     }
 }
 
-/// The highest committed sequence number.
-async fn committed_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
-    Ok(event_seq::Entity::find_by_id(1)
-        .one(db)
-        .await?
-        .map_or(0, |row| row.value))
+/// Where readers may read up to: this node's relay position, or, without a relay (the
+/// maintenance commands), a settled position computed from the database.
+pub async fn settled(state: &AppState) -> ServiceResult<i64> {
+    match state.events.published() {
+        Some(seq) => Ok(seq),
+        None => super::positions::settled(&state.db.read).await,
+    }
 }
 
 /// Starts the relay: publishes every row committed from now on, in order. While some
 /// plugin defines `on_event`, each published batch also goes to [`super::on_event`],
 /// which runs the hooks once across all nodes.
 pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
-    let mut last = committed_seq(&state.db.read).await?;
+    let mut cursor = super::positions::Cursor::at(super::positions::settled(&state.db.read).await?);
+    state.events.settled.store(cursor.last(), Ordering::Release);
     super::router::spawn(state.events.router.clone(), state.events.bus.subscribe());
     let weak = state.downgrade();
     let hooks = super::on_event::spawn(state.downgrade());
@@ -184,30 +235,32 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
     tokio::spawn(async move {
         // Ends once the server is gone (see `WeakState`).
         while let Some(state) = weak.upgrade() {
+            // While a hole is waited on, look again soon.
+            let pause = if cursor.waiting() {
+                super::positions::GAP_RETRY
+            } else {
+                POLL
+            };
             tokio::select! {
                 () = state.events.wake.notified() => {},
-                () = tokio::time::sleep(POLL) => {},
+                () = tokio::time::sleep(pause) => {},
             }
             loop {
-                let rows = event::Entity::find()
-                    .filter(event::Column::Seq.gt(last))
-                    .order_by_asc(event::Column::Seq)
-                    .limit(BATCH)
-                    .all(&state.db.read)
-                    .await;
-                let rows = match rows {
-                    Ok(rows) => rows,
+                let read = super::positions::read_after(&state.db.read, cursor.last(), BATCH).await;
+                let (rows, horizon) = match read {
+                    Ok(read) => read,
                     Err(err) => {
                         tracing::warn!(error = %err, "the event relay cannot read the outbox");
                         break;
                     }
                 };
                 let full = rows.len() as u64 == BATCH;
-                let after = last;
+                let after = cursor.last();
+                let rows = cursor.admit(rows, horizon.as_ref());
+                let last = cursor.last();
                 let hooked = state.plugins.wants(Hook::Event);
                 let mut published = Vec::new();
                 for row in rows {
-                    last = row.seq;
                     if let Some(event) = parse(row) {
                         let event = Arc::new(event);
                         note_facts(&state, &event);
@@ -239,7 +292,11 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
                         }
                     }
                 }
-                if !full {
+                state.events.settled.store(last, Ordering::Release);
+                if last > after {
+                    state.events.moved.notify_waiters();
+                }
+                if !full || cursor.waiting() {
                     break;
                 }
             }
@@ -255,16 +312,47 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
 pub async fn prune(state: &AppState) -> ServiceResult<()> {
     let now = now_ms();
     let cutoff = now - state.config.event_retention.as_millis() as i64;
-    let mut query = event::Entity::delete_many().filter(event::Column::CreatedAt.lt(cutoff));
+    let mut condition = sea_orm::Condition::all().add(event::Column::CreatedAt.lt(cutoff));
     if now - cutoff < SEARCH_HOLD_MS {
         let indexed = state.search.indexed().unwrap_or(0);
-        query = query.filter(
+        condition = condition.add(
             sea_orm::Condition::any()
                 .add(event::Column::Seq.lte(indexed))
                 .add(event::Column::CreatedAt.lt(now - SEARCH_HOLD_MS)),
         );
     }
-    query.exec(&state.db.write).await?;
+    let top: Option<i64> = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Seq.max(), "top")
+        .filter(condition.clone())
+        .into_tuple::<Option<i64>>()
+        .one(&state.db.write)
+        .await?
+        .flatten();
+    let Some(top) = top else {
+        return Ok(());
+    };
+    // The mark first: a reader that sees a missing row already knows it may be pruned.
+    let db = &state.db.write;
+    let mark = super::positions::pruned_through(db).await?;
+    if top > mark {
+        server_meta::Entity::insert(server_meta::ActiveModel {
+            name: Set(super::positions::PRUNED_KEY.to_owned()),
+            value: Set(top.to_string()),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(server_meta::Column::Name)
+                .update_column(server_meta::Column::Value)
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    }
+    event::Entity::delete_many()
+        .filter(condition)
+        .filter(event::Column::Seq.lte(top))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
@@ -275,7 +363,8 @@ const SEARCH_HOLD_MS: i64 = 24 * 3600 * 1000;
 pub struct Snapshot {
     /// The member's view as of the first replayed event (or now, without replay).
     pub subscriber: super::filter::Subscriber,
-    /// The newest committed event at the snapshot; live events up to it are duplicates.
+    /// Where live delivery takes over (this node's relay position, or the resume point
+    /// when that is newer); live events up to it are duplicates.
     pub seq: i64,
     /// Events after the resume point, oldest first.
     pub replay: Vec<Event>,
@@ -283,8 +372,8 @@ pub struct Snapshot {
     pub resync_required: bool,
 }
 
-/// Reads, in one consistent snapshot, the member's groups and channels, the newest
-/// committed event, and (with `resume`) every event after the resume point. Register with
+/// Reads, in one consistent snapshot, the member's groups and channels as of this node's
+/// relay position, and (with `resume`) every event after the resume point up to it. Register with
 /// the router *before* calling this, then activate with [`Snapshot::seq`] (see
 /// [`super::router`]).
 pub async fn snapshot(
@@ -292,6 +381,23 @@ pub async fn snapshot(
     member: Uuid,
     resume: Option<i64>,
 ) -> ServiceResult<Snapshot> {
+    // Everything committed before this connection is covered by the snapshot or the
+    // replay, not sent live: wait (briefly) for the relay to publish up to it.
+    let committed: i64 = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Seq.max(), "top")
+        .into_tuple::<Option<i64>>()
+        .one(&state.db.read)
+        .await?
+        .flatten()
+        .unwrap_or(0);
+    if let Some(at) = state.events.published()
+        && at < committed
+    {
+        state.events.caught_up(committed, CATCH_UP).await;
+    }
+    // Read before the snapshot begins: every event up to it is committed and in it.
+    let published = settled(state).await?;
     let txn = match state.db.backend() {
         DbBackend::Postgres => {
             state
@@ -315,20 +421,43 @@ pub async fn snapshot(
         .await?
         .into_iter()
         .collect();
-    let seq = committed_seq(&txn).await?;
+    // The newest event in this snapshot, published here or not: a resume point past it
+    // comes from another history.
+    let top: i64 = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Seq.max(), "top")
+        .into_tuple::<Option<i64>>()
+        .one(&txn)
+        .await?
+        .flatten()
+        .unwrap_or(0);
+    let top = Ord::max(top, published);
+    // Where live delivery takes over: this node's relay position, or the resume point
+    // when the client already has events this node has not published yet (it read them
+    // on another node, which had).
+    let seq = match resume {
+        Some(from) if from > published && from <= top => from,
+        _ => published,
+    };
+    // The membership read above includes the changes of events committed after `seq`;
+    // they are undone below, so the view is as of `seq` (those events come live).
+    let later: Vec<Event> = event::Entity::find()
+        .filter(event::Column::Seq.gt(seq))
+        .filter(event::Column::Payload.contains(member.to_string()))
+        .order_by_asc(event::Column::Seq)
+        .all(&txn)
+        .await?
+        .into_iter()
+        .filter_map(parse)
+        .collect();
     let mut replay = Vec::new();
     let mut resync_required = false;
-    if resume.is_some_and(|from| from > seq) {
+    if resume.is_some_and(|from| from > top) {
         // A point past the newest event comes from another history (a restored database,
         // another deployment): what the client holds cannot be trusted, so it refetches.
         resync_required = true;
     } else if let Some(from) = resume.filter(|from| *from < seq) {
-        let oldest = event::Entity::find()
-            .order_by_asc(event::Column::Seq)
-            .one(&txn)
-            .await?
-            .map(|row| row.seq);
-        if oldest.is_none_or(|oldest| oldest > from.saturating_add(1)) {
+        if from < super::positions::pruned_through(&txn).await? {
             resync_required = true;
         } else {
             replay = event::Entity::find()
@@ -344,6 +473,7 @@ pub async fn snapshot(
     }
     txn.commit().await?;
     let mut subscriber = super::filter::Subscriber::new(member, contexts);
+    subscriber.rewind(&later);
     subscriber.rewind(&replay);
     Ok(Snapshot {
         subscriber,

@@ -21,7 +21,7 @@ pub async fn healthz() -> Reply<Health> {
     Reply::ok(Health { status: "ok" }, "Serving")
 }
 
-/// 200 only when the database and the search backend answer.
+/// 200 only when the database, the search backend and (when configured) Redis answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Envelope<Health>),
@@ -38,6 +38,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Reply<Health>, Serv
             "The search backend ({}) does not answer",
             state.search.index.name()
         )));
+    }
+    if let Some(cluster) = &state.cluster
+        && !cluster.ping().await
+    {
+        return Err(ServiceError::Unavailable(
+            "Redis (BRIGHTCHAT_REDIS_URL) does not answer".into(),
+        ));
     }
     Ok(Reply::ok(Health { status: "ok" }, "Ready"))
 }

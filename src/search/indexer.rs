@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use entity::{context, context_message, event, event_seq};
+use entity::{context, context_message, event};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -34,6 +34,8 @@ const BATCH: u64 = 1_000;
 const REBUILD_BATCH: u64 = 1_000;
 /// How often the indexer looks for events committed by other nodes.
 const POLL: Duration = Duration::from_millis(250);
+/// How often a node that does not index a shared backend looks at the lease.
+const LEASE_POLL: Duration = Duration::from_secs(1);
 /// Turns of the indexer between looks for a `reindex` request (about 2 s when idle).
 const REQUEST_EVERY: u64 = 8;
 /// The longest back-off while the backend does not answer.
@@ -74,6 +76,27 @@ pub fn spawn(state: AppState) {
         let mut turns: u64 = 0;
         // Ends once the server is gone (see `WeakState`).
         while let Some(state) = weak.upgrade() {
+            // A shared backend is indexed by one node (see `search::lease`); the others
+            // follow its checkpoint, which pruning waits for.
+            if state.search.index.shared() {
+                match state.search.lease.hold(&state.db.write).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if let Ok(Some(checkpoint)) = state.search.index.checkpoint().await {
+                            state.search.set_indexed(checkpoint);
+                        }
+                        drop(state);
+                        tokio::time::sleep(LEASE_POLL).await;
+                        continue;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot take the search indexer lease");
+                        drop(state);
+                        tokio::time::sleep(LEASE_POLL).await;
+                        continue;
+                    }
+                }
+            }
             turns += 1;
             match catch_up(&state, state.search.index.as_ref()).await {
                 Ok(done) => {
@@ -115,9 +138,12 @@ pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<Catch
             checkpoint
         }
     };
+    // Only what is settled: positions past it may still fill (see `events::positions`).
+    let bound = crate::events::outbox::settled(state).await?;
     loop {
         let rows = event::Entity::find()
             .filter(event::Column::Seq.gt(checkpoint))
+            .filter(event::Column::Seq.lte(bound))
             .order_by_asc(event::Column::Seq)
             .limit(BATCH)
             .all(&state.db.read)
@@ -126,9 +152,10 @@ pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<Catch
         let Some(last) = rows.last().map(|row| row.seq) else {
             break;
         };
-        // Sequences have no holes but pruned ones: a hole means events were lost to this
-        // index, so it is rebuilt rather than left silently behind.
-        if rows.first().is_some_and(|row| row.seq != checkpoint + 1) {
+        // Holes are rolled-back transactions' positions, unless pruning passed the
+        // checkpoint: then events were lost to this index, so it is rebuilt rather than
+        // left silently behind.
+        if gap_after(state, checkpoint).await? {
             let (messages, rebuilt_at) = rebuild(state, index, None, &|_, _| {}).await?;
             done.rebuilt += messages;
             checkpoint = rebuilt_at;
@@ -154,22 +181,7 @@ pub async fn catch_up(state: &AppState, index: &dyn SearchIndex) -> Result<Catch
 /// Whether events after `checkpoint` are missing from the outbox (pruned), so replaying it
 /// cannot bring the index up to date.
 async fn gap_after(state: &AppState, checkpoint: i64) -> ServiceResult<bool> {
-    let next = event::Entity::find()
-        .filter(event::Column::Seq.gt(checkpoint))
-        .order_by_asc(event::Column::Seq)
-        .one(&state.db.read)
-        .await?;
-    Ok(match next {
-        Some(row) => row.seq > checkpoint + 1,
-        None => committed_seq(state).await? > checkpoint,
-    })
-}
-
-async fn committed_seq(state: &AppState) -> ServiceResult<i64> {
-    Ok(event_seq::Entity::find_by_id(1)
-        .one(&state.db.read)
-        .await?
-        .map_or(0, |row| row.value))
+    Ok(crate::events::positions::pruned_through(&state.db.read).await? > checkpoint)
 }
 
 /// Applies a batch of events to the index by state (see the module doc).
@@ -302,7 +314,7 @@ pub async fn rebuild(
 ) -> Result<(u64, i64), IndexError> {
     let checkpoint = match channel {
         None => {
-            let position = committed_seq(state).await?;
+            let position = crate::events::outbox::settled(state).await?;
             index.clear().await?;
             position
         }

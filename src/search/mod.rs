@@ -19,6 +19,7 @@
 pub mod conformance;
 pub mod embedded;
 pub mod indexer;
+pub mod lease;
 pub mod meili;
 
 use std::sync::Arc;
@@ -80,6 +81,12 @@ pub enum SearchError {
 pub trait SearchIndex: Send + Sync + 'static {
     /// `embedded` or `meilisearch` (logs, `/readyz`, the benchmark).
     fn name(&self) -> &'static str;
+
+    /// Whether every node of a deployment uses this same index (then one node indexes
+    /// for all, see [`lease`]). A node's own index (the embedded one) is not shared.
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Adds messages, or replaces them by id (an edit replaces the old text).
     async fn upsert(&self, docs: Vec<IndexDoc>) -> Result<(), SearchError>;
@@ -159,6 +166,8 @@ pub struct Search {
     indexed: AtomicI64,
     /// Result snapshots by search scope and bound.
     pub snapshots: quick_cache::sync::Cache<String, Arc<ResultSnapshot>>,
+    /// Who indexes a shared backend.
+    pub lease: lease::Lease,
 }
 
 /// Result snapshots kept per node (each at most [`MAX_SNAPSHOT_HITS`] hits).
@@ -173,6 +182,7 @@ impl Search {
             wake: Notify::new(),
             indexed: AtomicI64::new(-1),
             snapshots: quick_cache::sync::Cache::new(SNAPSHOT_CAPACITY),
+            lease: lease::Lease::default(),
         }
     }
 

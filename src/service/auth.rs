@@ -3,7 +3,9 @@
 //!
 //! Tokens are 32 random bytes shown once to the client and stored only as SHA-256 hashes.
 //! Resolving a token is cached per node for at most [`CACHE_TTL_MS`]; revoking on this
-//! node evicts at once.
+//! node evicts at once. With Redis, sign-out is broadcast and waits (briefly) until every
+//! node evicted the token; a node whose subscription is down asks the database every time
+//! (see [`crate::cluster`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,6 +40,16 @@ impl TokenCache {
         Self {
             cache: quick_cache::sync::Cache::new(100_000),
         }
+    }
+
+    /// Forgets one token (revoked here or on another node).
+    pub fn evict(&self, hash: &[u8; 32]) {
+        self.cache.remove(hash);
+    }
+
+    /// Forgets every token: revocations may have been missed.
+    pub fn clear(&self) {
+        self.cache.clear();
     }
 }
 
@@ -174,7 +186,14 @@ pub async fn still_valid(state: &AppState, actor: &Actor) -> ServiceResult<bool>
 async fn resolve(state: &AppState, hash: [u8; 32]) -> ServiceResult<Actor> {
     let unauthorized = || ServiceError::unauthorized("Authentication required");
     let now = now_ms();
-    if let Some((member_id, expires_at, cached_until)) = state.tokens.cache.get(&hash) {
+    // Without a live subscription to other nodes' revocations the cache may be stale.
+    let trusted = state
+        .cluster
+        .as_ref()
+        .is_none_or(|cluster| cluster.healthy());
+    if let Some((member_id, expires_at, cached_until)) =
+        state.tokens.cache.get(&hash).filter(|_| trusted)
+    {
         if now < expires_at && now < cached_until {
             return Ok(Actor {
                 member_id,
@@ -204,6 +223,10 @@ pub async fn logout(state: &AppState, actor: &Actor) -> ServiceResult<Revoked> {
         .exec(&state.db.write)
         .await?;
     state.tokens.cache.remove(&actor.token_hash);
+    if let Some(cluster) = &state.cluster {
+        // Other nodes evict it too; waits a bounded time for their acknowledgements.
+        cluster.revoke(&actor.token_hash).await;
+    }
     Ok(Revoked { revoked: true })
 }
 

@@ -215,6 +215,19 @@ impl Gates {
         }
     }
 
+    /// Drops what is cached of every context: after this node may have missed other nodes'
+    /// invalidations (its Redis subscription was down).
+    pub fn clear(&self) {
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.values().filter_map(Weak::upgrade).collect()
+        };
+        for slot in slots {
+            slot.bump();
+            slot.bump();
+        }
+    }
+
     /// Contexts with a gate entry (for tests of the clean-up).
     pub fn len(&self) -> usize {
         self.slots.lock().map(|s| s.len()).unwrap_or(0)

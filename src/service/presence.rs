@@ -2,7 +2,9 @@
 //! after its last closes, idle after a quiet period; a status set by the member (`dnd`,
 //! `idle`, `offline`) sticks until the member changes it, across reconnections.
 //!
-//! Tracked per node in memory; changes are published as `communication:presence_changed`
+//! Tracked per node in memory on a single node; with Redis, across nodes in Redis (see
+//! [`crate::cluster::presence`]), where the same rules hold for the member's connections
+//! on every node. Changes are published as `communication:presence_changed`
 //! to the member and everyone sharing a group or channel with it. The event is ephemeral:
 //! it goes straight on the bus, addressed by the member's contexts
 //! ([`crate::events::Audience::Sharing`]); the router resolves the recipients from its
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Actor;
+use crate::cluster::presence as cluster;
 use crate::error::ServiceResult;
 use crate::events::{Event, EventType};
 use crate::state::AppState;
@@ -217,6 +220,31 @@ async fn publish(state: &AppState, member: Uuid) -> ServiceResult<()> {
     Ok(())
 }
 
+/// The `presence_changed` event announcing `status` to the member and everyone sharing a
+/// group or channel with it.
+pub(crate) async fn presence_event(
+    state: &AppState,
+    member: Uuid,
+    status: PresenceStatus,
+) -> ServiceResult<Event> {
+    let contexts: Vec<Uuid> = context_member::Entity::find()
+        .select_only()
+        .column(context_member::Column::ContextId)
+        .filter(context_member::Column::MemberId.eq(member))
+        .into_tuple::<Uuid>()
+        .all(&state.db.read)
+        .await?;
+    Ok(Event::for_sharing(
+        EventType::PresenceChanged,
+        member,
+        contexts,
+        PresenceData {
+            member_id: member,
+            status,
+        },
+    ))
+}
+
 async fn publish_if(state: &AppState, member: Uuid, changed: bool) -> ServiceResult<()> {
     if changed {
         publish(state, member).await
@@ -231,6 +259,12 @@ pub async fn set(
     actor: &Actor,
     input: SetPresence,
 ) -> ServiceResult<PresenceView> {
+    if let Some(cluster) = &state.cluster {
+        cluster::choose(state, cluster, actor.member_id, input.status).await?;
+        return Ok(PresenceView {
+            status: input.status,
+        });
+    }
     let changed = state.presence.choose(actor.member_id, input.status);
     publish_if(state, actor.member_id, changed).await?;
     Ok(PresenceView {
@@ -240,24 +274,36 @@ pub async fn set(
 
 /// A connection of the member opened.
 pub async fn connected(state: &AppState, member: Uuid) -> ServiceResult<()> {
+    if let Some(cluster) = &state.cluster {
+        return cluster::connected(state, cluster, member).await;
+    }
     let changed = state.presence.connected(member);
     publish_if(state, member, changed).await
 }
 
 /// A connection of the member closed.
 pub async fn disconnected(state: &AppState, member: Uuid) -> ServiceResult<()> {
+    if let Some(cluster) = &state.cluster {
+        return cluster::disconnected(state, cluster, member).await;
+    }
     let changed = state.presence.disconnected(member);
     publish_if(state, member, changed).await
 }
 
 /// The member did something on a connection.
 pub async fn active(state: &AppState, member: Uuid) -> ServiceResult<()> {
+    if let Some(cluster) = &state.cluster {
+        return cluster::active(state, cluster, member).await;
+    }
     let changed = state.presence.active(member);
     publish_if(state, member, changed).await
 }
 
 /// Marks quiet members idle and publishes it (run periodically).
 pub async fn sweep_idle(state: &AppState) -> ServiceResult<()> {
+    if let Some(cluster) = &state.cluster {
+        return cluster::sweep_idle(state, cluster).await;
+    }
     for member in state.presence.sweep(state.config.idle_after) {
         publish(state, member).await?;
     }

@@ -763,3 +763,104 @@ pub fn gql_code(response: &Value) -> Option<String> {
         .as_str()
         .map(str::to_owned)
 }
+
+/// A private `redis-server` for one test, on a free port, without persistence; killed when
+/// dropped.
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one, or `None` (with a note) when `redis-server` is not installed. Under CI
+    /// (`CI=true`) a missing binary fails the test instead.
+    pub async fn start() -> Option<Self> {
+        let found = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !found {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("redis-server not found, and CI=true");
+            }
+            eprintln!("skipped: redis-server not found");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut server = Self { child: None, port };
+        server.run().await;
+        Some(server)
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn run(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server (its data is gone: nothing is persisted).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.run().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl TestServer {
+    /// Another node of the same deployment: same database, server key and Redis, its own
+    /// data dir.
+    pub async fn peer(&self) -> TestServer {
+        self.restart().await
+    }
+
+    /// Waits (up to 10 s) until this node is subscribed to Redis.
+    pub async fn until_cluster_healthy(&self) {
+        let cluster = self.state.cluster.as_ref().expect("a node with Redis");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cluster.healthy() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not subscribed to Redis within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -429,10 +429,10 @@ async fn nested_members_are_batched() {
     );
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn graphql_ws(server: &TestServer, protocol: &str, init: Value) -> Ws {
+pub(crate) async fn graphql_ws(server: &TestServer, protocol: &str, init: Value) -> Ws {
     let mut request = format!("{}/graphql/ws", server.base.replacen("http://", "ws://", 1))
         .into_client_request()
         .expect("request");
@@ -452,7 +452,7 @@ async fn graphql_ws(server: &TestServer, protocol: &str, init: Value) -> Ws {
     ws
 }
 
-async fn next_json(ws: &mut Ws, wait: Duration) -> Option<Value> {
+pub(crate) async fn next_json(ws: &mut Ws, wait: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await.ok()?? {
@@ -472,7 +472,7 @@ async fn next_json(ws: &mut Ws, wait: Duration) -> Option<Value> {
     }
 }
 
-async fn subscribe(ws: &mut Ws, protocol: &str, query: &str) {
+pub(crate) async fn subscribe(ws: &mut Ws, protocol: &str, query: &str) {
     let kind = if protocol == "graphql-transport-ws" {
         "subscribe"
     } else {

@@ -671,7 +671,7 @@ async fn a_channel_deleted_by_its_last_departure_leaves_the_index() {
 /// make the indexer rebuild: nothing sent meanwhile stays unsearchable.
 #[tokio::test]
 async fn events_pruned_while_the_backend_was_down_are_recovered_by_a_rebuild() {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
     let index = Arc::new(Flaky {
         inner: EmbeddedIndex::in_memory().expect("index"),
         down: AtomicBool::new(false),
@@ -685,7 +685,27 @@ async fn events_pruned_while_the_backend_was_down_are_recovered_by_a_rebuild() {
     index.down.store(true, Ordering::SeqCst);
     server.channel_message(&c.ada, &c.id, "kept during").await;
     server.channel_message(&c.ada, &c.id, "kept again").await;
-    // Another node's pruning removes the events this node has not indexed.
+    // Another node's pruning removes the events this node has not indexed, recording how
+    // far it pruned (as `events::outbox::prune` does).
+    let top = entity::event::Entity::find()
+        .order_by_desc(entity::event::Column::Seq)
+        .one(&server.state.db.read)
+        .await
+        .expect("read")
+        .expect("events")
+        .seq;
+    entity::server_meta::Entity::insert(entity::server_meta::ActiveModel {
+        name: sea_orm::Set(brightchat::events::positions::PRUNED_KEY.to_owned()),
+        value: sea_orm::Set(top.to_string()),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(entity::server_meta::Column::Name)
+            .update_column(entity::server_meta::Column::Value)
+            .to_owned(),
+    )
+    .exec_without_returning(&server.state.db.write)
+    .await
+    .expect("mark");
     entity::event::Entity::delete_many()
         .filter(entity::event::Column::Seq.gt(indexed))
         .exec(&server.state.db.write)

@@ -148,6 +148,10 @@ impl SearchIndex for MeiliIndex {
         "meilisearch"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn upsert(&self, docs: Vec<IndexDoc>) -> Result<(), SearchError> {
         for chunk in docs.chunks(DOCS_PER_REQUEST) {
             let body: Vec<MessageDoc<'_>> = chunk.iter().map(MessageDoc::of).collect();

@@ -11,7 +11,8 @@
 #
 # REDIS=1 starts `redis-server` (on PATH) on a free loopback port, with no persistence, and
 # stops it at the end. BENCH_SECONDS (default 10) is each phase's length, RATE (200) the
-# cross-node steady rate, BURST (1000) its burst. About 3 minutes on two cores (5 with REDIS).
+# cross-node steady rate, BURST (1000) its burst; ONLY=channel-send or ONLY=cross-node runs
+# just those. About 1.5 minutes on two cores (2 with REDIS), most of it cross-node's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${NO_BUILD:-}" ]; then
@@ -41,6 +42,9 @@ trap cleanup EXIT
 run() {
     local label=$1 redis=$2
     shift 2
+    if [ -n "${ONLY:-}" ] && [[ "$label" != "$ONLY"* ]]; then
+        return 0
+    fi
     local name="cluster_$(date +%s%N)"
     psql -q "$PG" -c "CREATE DATABASE $name" >/dev/null
     echo "== $label"

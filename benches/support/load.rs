@@ -3,10 +3,15 @@
 //! Used by the `load` example (which prints the table) and by the API smoke test
 //! (`tests/api/load_smoke.rs`, tiny sizes, asserts only completion without errors).
 //!
-//! The request scenarios are here; the WebSocket, big-channel and startup scenarios are in
-//! the submodules, with the seeding and socket helpers they share.
+//! The request scenarios are here; the WebSocket, big-channel, cross-node and startup
+//! scenarios are in the submodules, with the seeding and socket helpers they share.
+//!
+//! A run may drive several nodes of one deployment ([`Target::nodes`]): the request
+//! scenarios spread their clients over them in turn, `cross-node` sends on the first and
+//! listens on the last, and everything else runs on the first.
 
 mod big;
+mod cross;
 mod fanout;
 mod idle;
 mod seed;
@@ -24,7 +29,7 @@ use super::percentile;
 use seed::{channel, register, seed_messages};
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 11] = [
     "channel-send",
     "dm-send",
     "history",
@@ -34,6 +39,7 @@ pub const SCENARIOS: [&str; 10] = [
     "idle-ws",
     "big-channel",
     "presence-wave",
+    "cross-node",
     "startup",
 ];
 
@@ -61,6 +67,14 @@ pub struct Sizes {
     pub wave: usize,
     /// Server starts measured by startup (each: a fresh data dir, then a restart on it).
     pub startup_runs: usize,
+    /// WebSocket subscribers (on the last node) in cross-node's channel.
+    pub cross_subscribers: usize,
+    /// Messages per second cross-node offers in its steady phase (for `duration`).
+    pub rate: usize,
+    /// Messages cross-node sends at once (by `clients` clients) in its burst phase.
+    pub burst: usize,
+    /// Joins and kicks cross-node measures (each).
+    pub cross_ops: usize,
 }
 
 impl Default for Sizes {
@@ -76,6 +90,10 @@ impl Default for Sizes {
             big_ops: 100,
             wave: 1_000,
             startup_runs: 5,
+            cross_subscribers: 10,
+            rate: 200,
+            burst: 1_000,
+            cross_ops: 20,
         }
     }
 }
@@ -84,17 +102,24 @@ impl Sizes {
     /// The most WebSockets any scenario holds open at once (plus one per client): what the
     /// server's connection cap and both processes' open-file limits must allow.
     pub fn max_sockets(&self) -> usize {
-        self.subscribers.max(self.idle).max(self.wave + 1) + self.clients
+        self.subscribers
+            .max(self.idle)
+            .max(self.wave + 1)
+            .max(self.cross_subscribers)
+            + self.clients
     }
 }
 
-/// The server the scenarios drive.
+/// The server the scenarios drive: one node, or several nodes of one deployment (one
+/// database, one server key).
 #[derive(Clone, Debug)]
 pub struct Target {
-    /// Its base URL, e.g. `http://127.0.0.1:8080`.
-    pub base: String,
-    /// Its process id, when it runs on this machine (RSS is read from `/proc/<pid>`).
-    pub pid: Option<u32>,
+    /// The nodes' base URLs, e.g. `http://127.0.0.1:8080`; at least one. Seeding and the
+    /// scenarios that use one node go to the first.
+    pub nodes: Vec<String>,
+    /// The nodes' process ids, when they run on this machine (RSS is read from
+    /// `/proc/<pid>`); empty otherwise.
+    pub pids: Vec<u32>,
     /// The binary `startup` spawns; `None` when the harness did not start the server.
     pub server_bin: Option<PathBuf>,
     /// Environment for servers `startup` spawns (as the harness started its own).
@@ -102,9 +127,33 @@ pub struct Target {
 }
 
 impl Target {
-    /// The server's RSS in KiB, when the harness knows its process.
+    /// A running server at `base` whose process the harness does not know.
+    pub fn remote(base: &str) -> Self {
+        Self {
+            nodes: vec![base.trim_end_matches('/').to_owned()],
+            pids: Vec::new(),
+            server_bin: None,
+            server_env: Vec::new(),
+        }
+    }
+
+    /// The first node's base URL.
+    pub fn base(&self) -> &str {
+        self.nodes.first().map_or("", String::as_str)
+    }
+
+    /// The last node's base URL (the first when there is one).
+    pub fn last(&self) -> &str {
+        self.nodes.last().map_or("", String::as_str)
+    }
+
+    /// The servers' RSS in KiB, summed over the nodes, when the harness knows their
+    /// processes.
     pub fn rss_kib(&self) -> Option<u64> {
-        self.pid.map(super::rss_kib)
+        if self.pids.is_empty() {
+            return None;
+        }
+        Some(self.pids.iter().map(|pid| super::rss_kib(*pid)).sum())
     }
 }
 
@@ -146,17 +195,22 @@ pub async fn run(
     name: &str,
     sizes: &Sizes,
 ) -> Result<Vec<Report>, String> {
-    let base = target.base.as_str();
+    let base = target.base();
+    let nodes: Arc<Vec<String>> = Arc::new(target.nodes.clone());
+    if nodes.is_empty() {
+        return Err("no node to drive".to_owned());
+    }
     let rows = match name {
-        "channel-send" => vec![channel_send(client, base, sizes).await?],
-        "dm-send" => vec![dm_send(client, base, sizes).await?],
-        "history" => vec![history(client, base, sizes).await?],
-        "history-under-load" => history_under_load(client, base, sizes).await?,
-        "search" => vec![search(client, base, sizes).await?],
+        "channel-send" => vec![channel_send(client, nodes, sizes).await?],
+        "dm-send" => vec![dm_send(client, nodes, sizes).await?],
+        "history" => vec![history(client, nodes, sizes).await?],
+        "history-under-load" => history_under_load(client, nodes, sizes).await?,
+        "search" => vec![search(client, nodes, sizes).await?],
         "fanout" => vec![fanout::fanout(client, base, sizes).await?],
         "idle-ws" => vec![idle::idle_ws(client, target, sizes).await?],
         "big-channel" => big::big_channel(client, base, sizes).await?,
         "presence-wave" => vec![wave::presence_wave(client, base, sizes).await?],
+        "cross-node" => cross::cross_node(client, target, sizes).await?,
         "startup" => startup::startup(target, sizes).await?,
         other => {
             return Err(format!(
@@ -268,16 +322,28 @@ where
     outcome
 }
 
-/// `clients` clients posting to channel `id`, spread over `tokens`.
+/// The node client `index` talks to: the nodes in turn.
+fn node_of(nodes: &[String], index: usize) -> &str {
+    nodes
+        .get(index % nodes.len().max(1))
+        .map_or("", String::as_str)
+}
+
+/// The first node, where a scenario seeds its members and channels.
+fn first(nodes: &[String]) -> &str {
+    node_of(nodes, 0)
+}
+
+/// `clients` clients posting to channel `id`, spread over `tokens` and over `nodes`.
 async fn send_loop(
     client: &reqwest::Client,
-    base: &str,
+    nodes: Arc<Vec<String>>,
     id: String,
     tokens: Arc<Vec<String>>,
     sizes: &Sizes,
 ) -> Outcome {
-    let base = base.to_owned();
     closed_loop(client, sizes.clients, sizes.duration, move |c, i, n| {
+        let base = node_of(&nodes, i);
         c.post(format!("{base}/api/channels/{id}/messages"))
             .bearer_auth(&tokens[i % tokens.len()])
             .json(&json!({"content": format!("load {i}/{n}")}))
@@ -287,24 +353,29 @@ async fn send_loop(
 
 async fn channel_send(
     client: &reqwest::Client,
-    base: &str,
+    nodes: Arc<Vec<String>>,
     sizes: &Sizes,
 ) -> Result<Report, String> {
+    let base = first(&nodes);
     let members = register(client, base, "send", sizes.members.max(1)).await?;
     let id = channel(client, base, "load-send", &members).await?;
     let tokens = Arc::new(members.into_iter().map(|m| m.token).collect());
-    let outcome = send_loop(client, base, id, tokens, sizes).await;
+    let outcome = send_loop(client, nodes.clone(), id, tokens, sizes).await;
     Ok(report("channel-send", "", outcome))
 }
 
-async fn dm_send(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<Report, String> {
+async fn dm_send(
+    client: &reqwest::Client,
+    nodes: Arc<Vec<String>>,
+    sizes: &Sizes,
+) -> Result<Report, String> {
     // Client 2k and 2k+1 are a pair, writing to each other.
     let count = sizes.clients.max(2).div_ceil(2) * 2;
-    let members = register(client, base, "dm", count).await?;
+    let members = register(client, first(&nodes), "dm", count).await?;
     let ids: Arc<Vec<String>> = Arc::new(members.iter().map(|m| m.id.clone()).collect());
     let tokens: Arc<Vec<String>> = Arc::new(members.into_iter().map(|m| m.token).collect());
-    let base = base.to_owned();
     let outcome = closed_loop(client, sizes.clients, sizes.duration, move |c, i, n| {
+        let base = node_of(&nodes, i);
         c.post(format!("{base}/api/conversations"))
             .bearer_auth(&tokens[i])
             .json(&json!({"recipientId": ids[i ^ 1], "content": format!("dm {i}/{n}")}))
@@ -313,13 +384,18 @@ async fn dm_send(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<
     Ok(report("dm-send", "", outcome))
 }
 
-async fn history(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<Report, String> {
+async fn history(
+    client: &reqwest::Client,
+    nodes: Arc<Vec<String>>,
+    sizes: &Sizes,
+) -> Result<Report, String> {
+    let base = first(&nodes);
     let members = register(client, base, "read", sizes.members.max(1)).await?;
     let id = channel(client, base, "load-history", &members).await?;
     seed_messages(client, base, &id, &members, 60).await?;
     let tokens: Arc<Vec<String>> = Arc::new(members.into_iter().map(|m| m.token).collect());
-    let base = base.to_owned();
     let outcome = closed_loop(client, sizes.clients, sizes.duration, move |c, i, _| {
+        let base = node_of(&nodes, i);
         c.get(format!("{base}/api/channels/{id}/messages?limit=50"))
             .bearer_auth(&tokens[i % tokens.len()])
     })
@@ -332,10 +408,11 @@ async fn history(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<
 /// another, as the history target ("p99 under that load") asks.
 async fn history_under_load(
     client: &reqwest::Client,
-    base: &str,
+    nodes: Arc<Vec<String>>,
     sizes: &Sizes,
 ) -> Result<Vec<Report>, String> {
     const HISTORY_READERS: usize = 4;
+    let base = first(&nodes);
     let senders = register(client, base, "busy", sizes.members.max(1)).await?;
     let busy = channel(client, base, "load-busy", &senders).await?;
     let readers = register(client, base, "quiet", sizes.members.max(1)).await?;
@@ -347,14 +424,13 @@ async fn history_under_load(
         clients: sizes.clients.saturating_sub(HISTORY_READERS).max(1),
         ..sizes.clone()
     };
-    let read_base = base.to_owned();
+    let read_nodes = nodes.clone();
     let (sent, read) = tokio::join!(
-        send_loop(client, base, busy, send_tokens, &sending),
+        send_loop(client, nodes.clone(), busy, send_tokens, &sending),
         closed_loop(client, HISTORY_READERS, sizes.duration, move |c, i, _| {
-            c.get(format!(
-                "{read_base}/api/channels/{quiet}/messages?limit=50"
-            ))
-            .bearer_auth(&read_tokens[i % read_tokens.len()])
+            let base = node_of(&read_nodes, i);
+            c.get(format!("{base}/api/channels/{quiet}/messages?limit=50"))
+                .bearer_auth(&read_tokens[i % read_tokens.len()])
         })
     );
     Ok(vec![
@@ -363,13 +439,18 @@ async fn history_under_load(
     ])
 }
 
-async fn search(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<Report, String> {
+async fn search(
+    client: &reqwest::Client,
+    nodes: Arc<Vec<String>>,
+    sizes: &Sizes,
+) -> Result<Report, String> {
+    let base = first(&nodes);
     let members = register(client, base, "find", sizes.members.max(1)).await?;
     let id = channel(client, base, "load-search", &members).await?;
     seed_messages(client, base, &id, &members, 60).await?;
     let tokens: Arc<Vec<String>> = Arc::new(members.into_iter().map(|m| m.token).collect());
-    let base = base.to_owned();
     let outcome = closed_loop(client, sizes.clients, sizes.duration, move |c, i, n| {
+        let base = node_of(&nodes, i);
         let query = if n % 2 == 0 { "lighthouse" } else { "harbour" };
         c.get(format!(
             "{base}/api/channels/{id}/messages/search?query={query}"
@@ -384,12 +465,20 @@ async fn search(client: &reqwest::Client, base: &str, sizes: &Sizes) -> Result<R
 pub fn table(reports: &[Report]) -> String {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     let mut out = format!(
-        "{:<23} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10}\n",
-        "scenario", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "rss KiB"
+        "{:<23} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10}\n",
+        "scenario",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "rss KiB"
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<23} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>10}\n",
+            "{:<23} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>10}\n",
             r.row,
             r.requests,
             r.errors,
@@ -397,6 +486,7 @@ pub fn table(reports: &[Report]) -> String {
             ms(r.p(0.50)),
             ms(r.p(0.95)),
             ms(r.p(0.99)),
+            ms(r.p(1.0)),
             r.rss_kib.map_or("-".to_owned(), |k| k.to_string()),
         ));
     }

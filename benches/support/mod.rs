@@ -26,6 +26,14 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// The server's data dir (its `server.key` is there unless `BRIGHTCHAT_SERVER_KEY` is
+    /// set).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -22,6 +22,10 @@ fn rows_of(scenario: &str) -> Vec<String> {
             "history-under-load send".into(),
             "history-under-load read".into(),
         ],
+        "cross-node" => ["rate", "burst", "join", "kick"]
+            .iter()
+            .map(|what| format!("cross-node {what}"))
+            .collect(),
         other => vec![other.to_owned()],
     }
 }
@@ -41,13 +45,15 @@ async fn every_scenario_runs_without_errors() {
         big_ops: 3,
         wave: 10,
         startup_runs: 1,
+        cross_subscribers: 3,
+        rate: 20,
+        burst: 10,
+        cross_ops: 2,
     };
     // The server runs in this process; `startup` spawns the binary Cargo built for the tests.
     let target = Target {
-        base: server.base.clone(),
-        pid: None,
         server_bin: Some(env!("CARGO_BIN_EXE_brightchat").into()),
-        server_env: Vec::new(),
+        ..Target::remote(&server.base)
     };
     let mut all = Vec::new();
     for name in SCENARIOS {
@@ -96,7 +102,27 @@ async fn every_scenario_runs_without_errors() {
             );
         }
     }
-    for note in ["idle-ws:", "big-channel:", "presence-wave:", "startup:"] {
+    let cross: Vec<&load::Report> = all.iter().filter(|r| r.scenario == "cross-node").collect();
+    assert_eq!(cross[0].requests, 20, "20 msg/s for 1 s");
+    assert_eq!(
+        cross[0].latencies.len(),
+        60,
+        "every message reached all 3 subscribers"
+    );
+    assert_eq!(
+        cross[1].latencies.len(),
+        30,
+        "the burst of 10 reached all 3"
+    );
+    assert_eq!(cross[2].latencies.len(), 6, "2 joins seen by all 3");
+    assert_eq!(cross[3].latencies.len(), 6, "2 key rotations seen by all 3");
+    for note in [
+        "idle-ws:",
+        "big-channel:",
+        "presence-wave:",
+        "cross-node:",
+        "startup:",
+    ] {
         assert!(table.contains(note), "no {note} note in\n{table}");
     }
 

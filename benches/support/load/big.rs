@@ -53,7 +53,14 @@ pub async fn big_channel(
             .map(|m| m.token.clone())
             .collect(),
     );
-    let send = send_loop(client, base, id.clone(), senders, sizes).await;
+    let send = send_loop(
+        client,
+        Arc::new(vec![base.to_owned()]),
+        id.clone(),
+        senders,
+        sizes,
+    )
+    .await;
     let targets = &members[members.len() - ops..];
     let kick = one_at_a_time_as(client, &owner.token, targets, |m: &Member| {
         format!("{base}/api/channels/{id}/kick/{}", m.id)

@@ -19,7 +19,7 @@ pub async fn idle_ws(
     target: &Target,
     sizes: &Sizes,
 ) -> Result<Report, String> {
-    let base = target.base.as_str();
+    let base = target.base();
     let count = sizes.idle.max(1);
     let members = register(client, base, "idle", count).await?;
     let tokens: Vec<String> = members.into_iter().map(|m| m.token).collect();

@@ -15,6 +15,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often a quiet subscription checks that the server is still there.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// How long a ping of a quiet subscription may take before it counts as lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(super) fn spawn(cluster: Arc<Cluster>, weak: WeakState) {
     tokio::spawn(async move {
@@ -30,7 +32,7 @@ pub(super) fn spawn(cluster: Arc<Cluster>, weak: WeakState) {
                 break;
             }
             match subscribe(&cluster, &channels).await {
-                Ok(mut pubsub) => {
+                Ok(pubsub) => {
                     backoff = MIN_BACKOFF;
                     if was_healthy {
                         tracing::info!("Redis: subscribed again");
@@ -40,7 +42,7 @@ pub(super) fn spawn(cluster: Arc<Cluster>, weak: WeakState) {
                     if let Some(state) = weak.upgrade() {
                         resubscribed(&state, &cluster);
                     }
-                    let mut messages = pubsub.on_message();
+                    let (mut sink, mut messages) = pubsub.split();
                     loop {
                         tokio::select! {
                             message = messages.next() => {
@@ -51,6 +53,17 @@ pub(super) fn spawn(cluster: Arc<Cluster>, weak: WeakState) {
                             () = tokio::time::sleep(IDLE_CHECK) => {
                                 if weak.upgrade().is_none() {
                                     return;
+                                }
+                                // Quiet for a while: make sure the connection is alive (a
+                                // peer that vanished without a reset is otherwise noticed
+                                // only when the kernel gives up on it).
+                                let alive = tokio::time::timeout(
+                                    PING_TIMEOUT,
+                                    sink.ping::<redis::Value>(),
+                                )
+                                .await;
+                                if !matches!(alive, Ok(Ok(_))) {
+                                    break;
                                 }
                             }
                         }

@@ -253,3 +253,36 @@ async fn an_unreachable_redis_fails_the_start() {
     assert!(err.starts_with("BRIGHTCHAT_REDIS_URL: "), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
+
+/// A Redis that stops answering without closing its connections (a vanished host) is
+/// noticed by a ping of the quiet subscription: the node stops trusting cached tokens,
+/// and subscribes again once Redis answers.
+#[tokio::test]
+async fn a_redis_that_stops_answering_is_noticed_and_rejoined() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (a, b) = two_nodes(&redis, |_| {}).await;
+    let cluster = a.state.cluster.as_ref().expect("cluster");
+    redis.freeze();
+    let frozen = Instant::now();
+    while cluster.healthy() {
+        assert!(
+            frozen.elapsed() < Duration::from_secs(15),
+            "a silent Redis went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("a silent Redis was noticed after {:?}", frozen.elapsed());
+    redis.thaw();
+    a.until_cluster_healthy().await;
+    b.until_cluster_healthy().await;
+    let ada = a.member("Ada").await;
+    b.get("/api/members/me", Some(&ada.token)).await.data(200);
+    a.delete("/api/auth/token", Some(&ada.token))
+        .await
+        .data(200);
+    b.get("/api/members/me", Some(&ada.token))
+        .await
+        .error(401, "UNAUTHORIZED");
+}

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod groups;
 pub mod health;
 pub mod members;
+pub mod openapi;
 pub mod ws;
 
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[openapi(
     info(title = "BrightChat", description = "Encrypted direct messages, groups and channels."),
     modifiers(&BearerAuth),
+    // Referenced from every list route's `direction` parameter (utoipa does not collect
+    // schemas reached only through `IntoParams`).
+    components(schemas(crate::service::pagination::Direction)),
     tags(
         (name = "auth", description = "Challenge and signed sign-in"),
         (name = "members", description = "Members, blocking and presence"),
@@ -116,7 +120,8 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     (public, protected)
 }
 
-/// The OpenAPI document of every route.
+/// The OpenAPI document of every route, finished by [`openapi::finish`] (operation ids,
+/// 401 and 429 on every operation they apply to).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (public, protected) = routes();
     let (_, mut doc) = public.merge(protected).split_for_parts();
@@ -126,6 +131,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             utoipa::openapi::HttpMethod::Get,
             utoipa::openapi::path::OperationBuilder::new()
                 .tag("operations")
+                .operation_id(Some("openapi"))
                 .summary(Some("This OpenAPI document"))
                 .response(
                     "200",
@@ -133,6 +139,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 ),
         ),
     );
+    openapi::finish(&mut doc);
     doc
 }
 

@@ -71,7 +71,7 @@ pub struct EventsParams {
 }
 
 /// Upgrade to the event WebSocket.
-#[utoipa::path(get, path = "/api/events", tag = "events",
+#[utoipa::path(get, path = "/api/events", tag = "events", operation_id = "subscribe",
     params(EventsParams),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),

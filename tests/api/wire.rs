@@ -247,3 +247,225 @@ async fn openapi_documents_every_route_with_schemas() {
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+/// The document at `GET /openapi.json`.
+async fn fetch_document(server: &TestServer) -> Value {
+    let response = server
+        .client
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+/// Every `$ref` string in `value`.
+fn collect_refs<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("$ref", Value::String(target)) => refs.push(target),
+                    _ => collect_refs(inner, refs),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, refs)),
+        _ => {}
+    }
+}
+
+/// `(method, path, operation)` of every operation in the document.
+fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            out.push((method.clone(), path.clone(), operation));
+        }
+    }
+    out
+}
+
+/// What generators need: every reference resolves, operation ids are unique and stable,
+/// every authenticated operation documents 401 and every API operation 429 with
+/// `Retry-After`, and every documented operation is served.
+#[tokio::test]
+async fn openapi_document_is_complete_and_consistent() {
+    let server = TestServer::start().await;
+    let doc = fetch_document(&server).await;
+
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for target in &refs {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{target} is not a local reference"));
+        assert!(doc.pointer(pointer).is_some(), "{target} does not resolve");
+    }
+
+    let operations = operations(&doc);
+    let mut ids: Vec<&str> = operations
+        .iter()
+        .map(|(method, path, operation)| {
+            operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+        })
+        .collect();
+    for (method, path, operation) in &operations {
+        let tag = operation["tags"][0].as_str().expect("tag");
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        assert!(
+            id.starts_with(&format!("{tag}_")),
+            "{method} {path}: {id} is not named after its tag {tag}"
+        );
+    }
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "operation ids repeat");
+    // Generated clients name their functions after these: a change here breaks them.
+    assert_eq!(ids, STABLE_OPERATION_IDS);
+
+    for (method, path, operation) in &operations {
+        let responses = &operation["responses"];
+        let secured = operation["security"]
+            .as_array()
+            .is_some_and(|requirements| !requirements.is_empty());
+        if secured || path == "/api/events" {
+            assert_eq!(
+                responses["401"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorEnvelope",
+                "{method} {path} does not document 401"
+            );
+        }
+        if path.starts_with("/api/") {
+            let limited = &responses["429"];
+            assert_eq!(
+                limited["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorEnvelope",
+                "{method} {path} does not document 429"
+            );
+            assert_eq!(
+                limited["headers"]["Retry-After"]["schema"]["type"], "integer",
+                "{method} {path}: 429 without Retry-After"
+            );
+        }
+    }
+
+    // Every documented operation is routed: the router's own 404 ("No such route") and 405
+    // never answer it. Path parameters get a placeholder; no token, so nothing is written.
+    let unrouted = |status: u16, body: &str| {
+        status == 405 || (status == 404 && body.contains("No such route"))
+    };
+    let probe = |method: &str, path: &str| {
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let url = format!("{}{path}", server.base);
+        let request = server.client.request(method, url);
+        async move {
+            let response = request.send().await.expect("the server answers");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = probe("get", "/api/no-such-thing").await;
+    assert!(
+        unrouted(status, &body),
+        "the probe cannot tell: {status} {body}"
+    );
+    let (status, body) = probe("patch", "/api/presence").await;
+    assert!(
+        unrouted(status, &body),
+        "the probe cannot tell: {status} {body}"
+    );
+    for (method, path, _) in &operations {
+        let concrete: String = path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "00000000-0000-0000-0000-000000000000"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (status, body) = probe(method, &concrete).await;
+        assert!(
+            !unrouted(status, &body),
+            "{method} {path} is documented but not served: {status} {body}"
+        );
+    }
+}
+
+/// The operation ids, sorted.
+const STABLE_OPERATION_IDS: [&str; 66] = [
+    "auth_challenge",
+    "auth_login",
+    "auth_logout",
+    "channels_assign_role",
+    "channels_audit_log",
+    "channels_create",
+    "channels_create_invite",
+    "channels_delete",
+    "channels_delete_message",
+    "channels_edit",
+    "channels_get",
+    "channels_history",
+    "channels_join",
+    "channels_keys",
+    "channels_kick",
+    "channels_leave",
+    "channels_list",
+    "channels_members",
+    "channels_mute",
+    "channels_pin",
+    "channels_react",
+    "channels_redeem",
+    "channels_search",
+    "channels_send",
+    "channels_unlock",
+    "channels_unmute",
+    "channels_unpin",
+    "channels_unreact",
+    "channels_update",
+    "conversations_delete_message",
+    "conversations_list",
+    "conversations_messages",
+    "conversations_promote",
+    "conversations_send",
+    "events_subscribe",
+    "groups_add_members",
+    "groups_assign_role",
+    "groups_audit_log",
+    "groups_create",
+    "groups_delete_message",
+    "groups_edit",
+    "groups_get",
+    "groups_history",
+    "groups_keys",
+    "groups_leave",
+    "groups_list",
+    "groups_members",
+    "groups_mute",
+    "groups_pin",
+    "groups_react",
+    "groups_remove_member",
+    "groups_send",
+    "groups_unlock",
+    "groups_unmute",
+    "groups_unpin",
+    "groups_unreact",
+    "members_block",
+    "members_get",
+    "members_me",
+    "members_register",
+    "members_set_presence",
+    "members_unblock",
+    "members_update_me",
+    "operations_healthz",
+    "operations_openapi",
+    "operations_readyz",
+];

@@ -1,0 +1,101 @@
+//! Finishing touches on the generated OpenAPI document, applied in one place to every
+//! operation rather than repeated in each `#[utoipa::path]`:
+//!
+//! - every operation gets a unique, stable `operationId`, `<tag>_<handler>` (for example
+//!   `channels_list`, `groups_send`), so generated clients name their functions by resource;
+//! - every authenticated operation (one with a security requirement, or taking a token like
+//!   `GET /api/events`) lists 401 `UNAUTHORIZED`;
+//! - every operation under `/api` lists 429 `RATE_LIMITED` with its `Retry-After` header
+//!   (CONTRACT.md: the document lists every status a route can answer, 401 and 429 included).
+//!
+//! A status a handler already documents keeps its own description; a 429 without a
+//! `Retry-After` header gets one.
+
+use utoipa::openapi::header::Header;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response};
+
+/// Routes answered with no prefix of their own that still need a token: the WebSocket
+/// upgrade takes it in the query or header rather than through the security scheme.
+const TOKEN_ROUTES: [&str; 1] = ["/api/events"];
+
+/// Applies the document-wide rules above to `doc`.
+pub fn finish(doc: &mut OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            item.get.as_mut(),
+            item.put.as_mut(),
+            item.post.as_mut(),
+            item.delete.as_mut(),
+            item.options.as_mut(),
+            item.head.as_mut(),
+            item.patch.as_mut(),
+            item.trace.as_mut(),
+        ];
+        for operation in operations.into_iter().flatten() {
+            name_operation(operation);
+            let authenticated = operation
+                .security
+                .as_ref()
+                .is_some_and(|requirements| !requirements.is_empty())
+                || TOKEN_ROUTES.contains(&path.as_str());
+            if authenticated {
+                operation
+                    .responses
+                    .responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| error_response("Not authenticated: no valid bearer token"));
+            }
+            if path.starts_with("/api/") {
+                let entry = operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| {
+                        error_response(
+                            "RATE_LIMITED: over a rate limit; retry after Retry-After seconds",
+                        )
+                    });
+                if let RefOr::T(response) = entry {
+                    response
+                        .headers
+                        .entry("Retry-After".to_owned())
+                        .or_insert_with(|| RefOr::T(retry_after()));
+                }
+            }
+        }
+    }
+}
+
+/// Prefixes the handler's name with the operation's first tag: `list` under `channels`
+/// becomes `channels_list`. An operation already named that way is left as it is.
+fn name_operation(operation: &mut Operation) {
+    let tag = operation
+        .tags
+        .as_ref()
+        .and_then(|tags| tags.first())
+        .cloned();
+    if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
+        && !id.starts_with(&format!("{tag}_"))
+    {
+        *id = format!("{tag}_{id}");
+    }
+}
+
+/// An answer with the error envelope as its body.
+fn error_response(description: &str) -> RefOr<Response> {
+    let mut response = Response::new(description);
+    response.content.insert(
+        "application/json".to_owned(),
+        RefOr::T(Content::new(Some(Ref::from_schema_name("ErrorEnvelope")))),
+    );
+    RefOr::T(response)
+}
+
+/// The `Retry-After` header of a 429: whole seconds to wait.
+fn retry_after() -> Header {
+    let mut header = Header::new(Object::with_type(Type::Integer));
+    header.description = Some("Seconds to wait before retrying".to_owned());
+    header
+}

@@ -290,3 +290,21 @@ async fn two_nodes_on_one_redis_share_the_budget() {
             .error(429, "RATE_LIMITED");
     }
 }
+
+#[test]
+fn the_api_document_lists_429_on_writes() {
+    let doc = serde_json::to_value(brightchat::rest::openapi()).expect("json");
+    for (method, path) in [
+        ("post", "/api/members"),
+        ("post", "/api/auth/login"),
+        ("patch", "/api/members/me"),
+        ("delete", "/api/members/{id}/block"),
+    ] {
+        let answer = &doc["paths"][path][method]["responses"]["429"];
+        assert!(
+            answer["headers"]["Retry-After"].is_object(),
+            "{method} {path}: {answer}"
+        );
+    }
+    assert!(doc["paths"]["/api/members/me"]["get"]["responses"]["429"].is_null());
+}

@@ -3,7 +3,7 @@
 //! Every setting has a default that works on a laptop. A bad value stops the start with
 //! one line naming the variable: [`ConfigError`] displays as `BRIGHTCHAT_X: what is wrong`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -103,6 +103,15 @@ pub struct Config {
     /// `BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS`, default 100: operations one `/graphql/ws`
     /// connection may run at once.
     pub graphql_max_subscriptions: usize,
+    /// `BRIGHTCHAT_RATE_AUTH`, default 30: registrations, challenges and sign-ins per minute
+    /// per client address (a token bucket with a burst of the same size); 0 turns it off.
+    pub rate_auth: u32,
+    /// `BRIGHTCHAT_RATE_WRITE`, default 600: other writes per minute per member (REST,
+    /// GraphQL mutation fields, WebSocket client frames); 0 turns it off.
+    pub rate_write: u32,
+    /// `BRIGHTCHAT_TRUSTED_PROXIES`, default none: a comma list of IP addresses and CIDR
+    /// blocks whose `X-Forwarded-For` names the client address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -135,6 +144,9 @@ impl Config {
             max_connections: 10_000,
             ws_max_connections_per_member: 20,
             graphql_max_subscriptions: 100,
+            rate_auth: DEFAULT_RATE_AUTH,
+            rate_write: DEFAULT_RATE_WRITE,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -287,6 +299,15 @@ impl Config {
         if let Some(n) = number(&get, "BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS", 1, 100_000)? {
             config.graphql_max_subscriptions = n as usize;
         }
+        if let Some(n) = number(&get, "BRIGHTCHAT_RATE_AUTH", 0, 1_000_000)? {
+            config.rate_auth = n as u32;
+        }
+        if let Some(n) = number(&get, "BRIGHTCHAT_RATE_WRITE", 0, 1_000_000)? {
+            config.rate_write = n as u32;
+        }
+        if let Some(list) = get("BRIGHTCHAT_TRUSTED_PROXIES") {
+            config.trusted_proxies = proxies(&list)?;
+        }
         if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
             config.log_format = match value.trim() {
                 "text" => LogFormat::Text,
@@ -317,6 +338,28 @@ impl Config {
     pub fn is_sqlite(&self) -> bool {
         self.effective_database_url().starts_with("sqlite:")
     }
+}
+
+/// Default of `BRIGHTCHAT_RATE_AUTH`: auth requests per minute per client address.
+pub const DEFAULT_RATE_AUTH: u32 = 30;
+/// Default of `BRIGHTCHAT_RATE_WRITE`: writes per minute per member.
+pub const DEFAULT_RATE_WRITE: u32 = 600;
+
+/// `BRIGHTCHAT_TRUSTED_PROXIES`: addresses (taken as one-address blocks) and CIDR blocks.
+fn proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError {
+                    variable: "BRIGHTCHAT_TRUSTED_PROXIES",
+                    problem: format!("`{entry}` is not an IP address or CIDR block"),
+                })
+        })
+        .collect()
 }
 
 /// A whole number in `min..=max` from `variable`, if set.
@@ -379,6 +422,28 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_and_proxies_are_read() {
+        let config = from(&[]).expect("defaults are valid");
+        assert_eq!(config.rate_auth, DEFAULT_RATE_AUTH);
+        assert_eq!(config.rate_write, DEFAULT_RATE_WRITE);
+        assert!(config.trusted_proxies.is_empty());
+        let config = from(&[
+            ("BRIGHTCHAT_RATE_AUTH", "0"),
+            ("BRIGHTCHAT_RATE_WRITE", "1200"),
+            ("BRIGHTCHAT_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1"),
+        ])
+        .expect("valid");
+        assert_eq!(config.rate_auth, 0);
+        assert_eq!(config.rate_write, 1200);
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]);
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         for (var, value) in [
             ("BRIGHTCHAT_BIND", "nowhere"),
@@ -403,6 +468,9 @@ mod tests {
             ("BRIGHTCHAT_MAX_CONNECTIONS", "0"),
             ("BRIGHTCHAT_WS_MAX_CONNECTIONS_PER_MEMBER", "0"),
             ("BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS", "many"),
+            ("BRIGHTCHAT_RATE_AUTH", "-1"),
+            ("BRIGHTCHAT_RATE_WRITE", "lots"),
+            ("BRIGHTCHAT_TRUSTED_PROXIES", "10.0.0.1, proxy.local"),
         ] {
             let err = from(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");

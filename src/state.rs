@@ -52,6 +52,8 @@ pub struct Inner {
     pub writer: crate::service::writer::Writer,
     /// The other nodes, through Redis (`BRIGHTCHAT_REDIS_URL`); `None` for a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Rate limits (`BRIGHTCHAT_RATE_AUTH`, `BRIGHTCHAT_RATE_WRITE`).
+    pub limits: crate::service::limits::Limits,
 }
 
 impl AppState {
@@ -86,7 +88,9 @@ impl AppState {
             registry,
             Arc::new(crate::plugins::DbStateStore::new(db.write.clone())),
         );
+        let limits = crate::service::limits::Limits::new(&config);
         Self(Arc::new(Inner {
+            limits,
             config,
             db,
             server_key,

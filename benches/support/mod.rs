@@ -86,6 +86,10 @@ pub fn spawn_server_in(
             std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
         )
         .env("BRIGHTCHAT_WS_BUFFER", "4096")
+        // Load runs register and write far faster than people: no rate limits unless the
+        // caller sets them.
+        .env("BRIGHTCHAT_RATE_AUTH", "0")
+        .env("BRIGHTCHAT_RATE_WRITE", "0")
         // No plugins unless the caller names a folder (not the repository's ./plugins).
         .env("BRIGHTCHAT_PLUGINS_DIR", data_dir.join("plugins"));
     for (name, value) in env {

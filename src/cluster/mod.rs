@@ -17,6 +17,7 @@
 //! (invalidations may have been missed), wakes its relay and registers its connections
 //! again. Nothing in a request waits on Redis for longer than [`COMMAND_TIMEOUT`].
 
+mod buckets;
 mod listener;
 mod outgoing;
 pub mod presence;

@@ -11,11 +11,12 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{ErrorExtensionValues, ErrorExtensions, ServerError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
 
+use super::limits::ClientAddr;
 use super::{BrightSchema, guard};
 use crate::error::ServiceError;
 use crate::service::auth;
@@ -27,9 +28,11 @@ use crate::state::AppState;
 pub async fn post(
     State(state): State<AppState>,
     Extension(schema): Extension<BrightSchema>,
+    connect: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let client = crate::rest::limit::request_client(&state, connect.as_deref(), &headers);
     let body = match body {
         Ok(body) => body,
         Err(BytesRejection::FailedToBufferBody(failed))
@@ -58,16 +61,18 @@ pub async fn post(
              `variables` (an object) and `operationName`",
         ));
     };
-    run(&state, &schema, &headers, request).await
+    run(&state, &schema, &headers, client, request).await
 }
 
 /// `GET /graphql`: with `?query=`, runs that query; otherwise serves GraphiQL.
 pub async fn get(
     State(state): State<AppState>,
     Extension(schema): Extension<BrightSchema>,
+    connect: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let client = crate::rest::limit::request_client(&state, connect.as_deref(), &headers);
     let Some(query) = query.filter(|q| has_query_param(q)) else {
         return graphiql().into_response();
     };
@@ -99,7 +104,7 @@ pub async fn get(
             .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
         return answer;
     }
-    run(&state, &schema, &headers, request).await
+    run(&state, &schema, &headers, client, request).await
 }
 
 fn has_query_param(query: &str) -> bool {
@@ -118,13 +123,16 @@ fn graphiql() -> Html<String> {
     )
 }
 
-/// Signs the request in (when a bearer token is given) and executes it.
+/// Signs the request in (when a bearer token is given) and executes it. An operation
+/// refused by a rate limit (see [`super::limits`]) answers 429 with `Retry-After`.
 async fn run(
     state: &AppState,
     schema: &BrightSchema,
     headers: &HeaderMap,
-    mut request: async_graphql::Request,
+    client: std::net::IpAddr,
+    request: async_graphql::Request,
 ) -> Response {
+    let mut request = request.data(ClientAddr(client));
     if let Some(token) = crate::rest::auth::bearer_token(headers) {
         match auth::authenticate(state, &token).await {
             Ok(actor) => request = request.data(actor),
@@ -137,7 +145,34 @@ async fn run(
             }
         }
     }
-    Json(with_codes(schema.execute(request).await)).into_response()
+    let response = with_codes(schema.execute(request).await);
+    let retry_after = rate_limited(&response);
+    let mut answer = Json(response).into_response();
+    if let Some(secs) = retry_after {
+        *answer.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    answer
+}
+
+/// The seconds to wait when `response` is a whole operation refused by a rate limit.
+fn rate_limited(response: &async_graphql::Response) -> Option<u64> {
+    let [error] = response.errors.as_slice() else {
+        return None;
+    };
+    if response.data != async_graphql::Value::Null {
+        return None;
+    }
+    let extensions = error.extensions.as_ref()?;
+    if extensions.get("code") != Some(&async_graphql::Value::from("RATE_LIMITED")) {
+        return None;
+    }
+    match extensions.get("retryAfter")? {
+        async_graphql::Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
 }
 
 /// Gives every error without `extensions.code` the code `VALIDATION_ERROR`: our own

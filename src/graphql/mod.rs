@@ -7,6 +7,7 @@
 pub mod cost;
 pub mod guard;
 pub mod http;
+pub mod limits;
 mod mutation;
 mod object;
 mod query;
@@ -42,6 +43,7 @@ fn builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(guard::ParseGuard)
+        .extension(limits::RateLimit)
 }
 
 /// The schema serving `state`.

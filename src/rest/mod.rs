@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod extract;
 pub mod groups;
 pub mod health;
+pub mod limit;
 pub mod members;
 pub mod openapi;
 pub mod ws;
@@ -64,15 +65,21 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The routes, split into those open to anyone and those needing a bearer token.
-fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+/// The routes, split into those open to anyone, the sign-up and sign-in ones (limited per
+/// client address) and those needing a bearer token.
+fn routes() -> (
+    OpenApiRouter<AppState>,
+    OpenApiRouter<AppState>,
+    OpenApiRouter<AppState>,
+) {
     let public = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(ws::events));
+    let signing_in = OpenApiRouter::new()
         .routes(routes!(members::register))
         .routes(routes!(auth::challenge))
-        .routes(routes!(auth::login))
-        .routes(routes!(ws::events));
+        .routes(routes!(auth::login));
     let protected = OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(members::me, members::update_me))
@@ -117,14 +124,30 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(channels::keys))
         .routes(routes!(channels::audit_log))
         .routes(routes!(channels::unlock));
-    (public, protected)
+    (public, signing_in, protected)
 }
 
 /// The OpenAPI document of every route, finished by [`openapi::finish`] (operation ids,
 /// 401 and 429 on every operation they apply to).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (public, protected) = routes();
-    let (_, mut doc) = public.merge(protected).split_for_parts();
+    let (public, signing_in, protected) = routes();
+    let (_, mut doc) = public.merge(signing_in).merge(protected).split_for_parts();
+    // Every write is rate limited (the sign-in routes per address, the rest per member).
+    for item in doc.paths.paths.values_mut() {
+        let writes = [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in writes.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| rate_limited_response().into());
+        }
+    }
     doc.paths.paths.insert(
         "/openapi.json".to_owned(),
         utoipa::openapi::path::PathItem::new(
@@ -143,14 +166,46 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The 429 of a rate limit, in the OpenAPI document.
+fn rate_limited_response() -> utoipa::openapi::Response {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, header::HeaderBuilder};
+    ResponseBuilder::new()
+        .description("RATE_LIMITED: over a rate limit (see operations.md \"Rate limits\")")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                .build(),
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                .description(Some("Whole seconds to wait"))
+                .build(),
+        )
+        .build()
+}
+
 /// The whole HTTP application for `state`.
 pub fn router(state: AppState) -> Router {
-    let (public, protected) = routes();
-    let protected = protected.layer(axum::middleware::from_fn_with_state(
+    let (public, signing_in, protected) = routes();
+    let signing_in = signing_in.layer(axum::middleware::from_fn_with_state(
         state.clone(),
-        auth::require_auth,
+        limit::auth_limit,
     ));
-    let (api, _) = public.merge(protected).split_for_parts();
+    // Layers run outside-in: sign-in first, then the write limit of that member.
+    let protected = protected
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::write_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ));
+    let (api, _) = public.merge(signing_in).merge(protected).split_for_parts();
     let document: Arc<String> = Arc::new(openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
 
     api.merge(crate::graphql::routes(&state))

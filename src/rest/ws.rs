@@ -264,7 +264,9 @@ struct ContextFrame {
     context_id: Uuid,
 }
 
-/// Handles one client frame; returns the reply, if any.
+/// Handles one client frame; returns the reply, if any. Typing and presence frames spend
+/// the member's write limit; over it they get a `RATE_LIMITED` error frame with
+/// `retryAfter` (seconds) and the socket stays open. Pings are free.
 async fn client_frame(state: &AppState, actor: &Actor, text: &str) -> Option<Value> {
     if let Err(err) = presence::active(state, actor.member_id).await {
         tracing::warn!(error = %err, "presence update failed");
@@ -277,7 +279,15 @@ async fn client_frame(state: &AppState, actor: &Actor, text: &str) -> Option<Val
             )));
         }
     };
-    let result = match value["type"].as_str() {
+    let kind = value["type"].as_str();
+    if matches!(kind, Some("typing_start" | "typing_stop" | "presence")) {
+        let key = actor.member_id.to_string();
+        let cluster = state.cluster.as_deref();
+        if let Err(err) = state.limits.write.check(cluster, &key, 1).await {
+            return Some(error_frame(&err));
+        }
+    }
+    let result = match kind {
         Some("ping") => return Some(json!({"type": "pong"})),
         Some(kind @ ("typing_start" | "typing_stop")) => {
             match serde_json::from_value::<ContextFrame>(value.clone()) {
@@ -314,5 +324,13 @@ fn error_frame(err: &ServiceError) -> Value {
     if let ServiceError::Internal(detail) = err {
         tracing::error!(%detail, "internal error on the event socket");
     }
-    json!({"type": "error", "error": {"code": err.code(), "message": err.public_message()}})
+    let mut frame =
+        json!({"type": "error", "error": {"code": err.code(), "message": err.public_message()}});
+    if let ServiceError::RateLimited {
+        retry_after_secs, ..
+    } = err
+    {
+        frame["error"]["retryAfter"] = json!(retry_after_secs);
+    }
+    frame
 }

@@ -16,6 +16,7 @@ pub mod groups;
 pub mod hooks;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod lookups;
 pub mod members;
 pub mod message_facts;

@@ -143,6 +143,13 @@ fn init_logging() {
 }
 
 /// The PostgreSQL server to test against, if any.
+/// Turns the rate limits off: most tests register and write far faster than a person.
+/// `tests/api/rate_limits.rs` sets them back on where it tests them.
+pub fn unlimited(config: &mut Config) {
+    config.rate_auth = 0;
+    config.rate_write = 0;
+}
+
 pub fn test_database_url() -> Option<String> {
     std::env::var("BRIGHTCHAT_TEST_DATABASE_URL")
         .ok()
@@ -187,6 +194,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let mut config = Config::with_data_dir(&data_dir);
+        unlimited(&mut config);
         config.plugins_dir = dir.path().join("plugins");
         if let Some(admin_url) = test_database_url() {
             config.database_url = Some(fresh_postgres(&admin_url).await);
@@ -210,6 +218,7 @@ impl TestServer {
             std::fs::write(plugins.join(name), text).expect("write plugin");
         }
         let mut config = Config::with_data_dir(dir.path().join("data"));
+        unlimited(&mut config);
         config.plugins_dir = plugins;
         if let Some(admin_url) = test_database_url() {
             config.database_url = Some(fresh_postgres(&admin_url).await);
@@ -228,6 +237,7 @@ impl TestServer {
         init_logging();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_data_dir(dir.path().join("data"));
+        unlimited(&mut config);
         config.plugins_dir = dir.path().join("plugins");
         if let Some(admin_url) = test_database_url() {
             config.database_url = Some(fresh_postgres(&admin_url).await);
@@ -244,6 +254,7 @@ impl TestServer {
         init_logging();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_data_dir(dir.path().join("data"));
+        unlimited(&mut config);
         config.plugins_dir = dir.path().join("plugins");
         if let Some(admin_url) = test_database_url() {
             config.database_url = Some(fresh_postgres(&admin_url).await);

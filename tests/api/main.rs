@@ -35,6 +35,7 @@ mod plugins_actions;
 mod plugins_hooks;
 mod plugins_host;
 mod positions;
+mod rate_limits;
 mod read_cache;
 mod realtime;
 mod routing;

@@ -42,6 +42,8 @@ pub(super) struct Connection {
     streams: SelectAll<BoxStream<'static, Output>>,
     /// Shared by this connection's subscriptions (see [`SnapshotPermits`]).
     snapshots: SnapshotPermits,
+    /// The client address, for the auth rate limit on sign-in mutations.
+    client: std::net::IpAddr,
 }
 
 impl Connection {
@@ -50,6 +52,7 @@ impl Connection {
         schema: BrightSchema,
         protocol: Protocol,
         socket: WebSocket,
+        client: std::net::IpAddr,
     ) -> Self {
         Self {
             state,
@@ -62,6 +65,7 @@ impl Connection {
             generation: 0,
             streams: SelectAll::new(),
             snapshots: SnapshotPermits::one_at_a_time(),
+            client,
         }
     }
 
@@ -213,7 +217,12 @@ impl Connection {
         let item_id = id.clone();
         let responses = self
             .schema
-            .execute_stream(request.data(actor).data(self.snapshots.clone()))
+            .execute_stream(
+                request
+                    .data(actor)
+                    .data(self.snapshots.clone())
+                    .data(crate::graphql::limits::ClientAddr(self.client)),
+            )
             .map(move |response| {
                 Output::Item(item_id.clone(), generation, Box::new(with_codes(response)))
             });

@@ -64,9 +64,11 @@ mod connection;
 pub async fn subscriptions(
     State(state): State<AppState>,
     Extension(schema): Extension<BrightSchema>,
+    connect: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let client = crate::rest::limit::request_client(&state, connect.as_deref(), &headers);
     let Ok(upgrade) = upgrade else {
         return refuse(&ServiceError::validation(
             "This route needs a WebSocket upgrade",
@@ -92,6 +94,6 @@ pub async fn subscriptions(
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| {
-            connection::Connection::new(state, schema, protocol, socket).run()
+            connection::Connection::new(state, schema, protocol, socket, client).run()
         })
 }

@@ -132,22 +132,7 @@ fn routes() -> (
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (public, signing_in, protected) = routes();
     let (_, mut doc) = public.merge(signing_in).merge(protected).split_for_parts();
-    // Every write is rate limited (the sign-in routes per address, the rest per member).
-    for item in doc.paths.paths.values_mut() {
-        let writes = [
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
-        for operation in writes.into_iter().flatten() {
-            operation
-                .responses
-                .responses
-                .entry("429".to_owned())
-                .or_insert_with(|| rate_limited_response().into());
-        }
-    }
+    // Rate limits (writes, sign-in) and 401s go on every operation in `finish`.
     doc.paths.paths.insert(
         "/openapi.json".to_owned(),
         utoipa::openapi::path::PathItem::new(
@@ -164,28 +149,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     );
     openapi::finish(&mut doc);
     doc
-}
-
-/// The 429 of a rate limit, in the OpenAPI document.
-fn rate_limited_response() -> utoipa::openapi::Response {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, header::HeaderBuilder};
-    ResponseBuilder::new()
-        .description("RATE_LIMITED: over a rate limit (see operations.md \"Rate limits\")")
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
-                .build(),
-        )
-        .header(
-            "Retry-After",
-            HeaderBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
-                .description(Some("Whole seconds to wait"))
-                .build(),
-        )
-        .build()
 }
 
 /// The whole HTTP application for `state`.

@@ -5,8 +5,10 @@
 //!   `channels_list`, `groups_send`), so generated clients name their functions by resource;
 //! - every authenticated operation (one with a security requirement, or taking a token like
 //!   `GET /api/events`) lists 401 `UNAUTHORIZED`;
-//! - every operation under `/api` lists 429 `RATE_LIMITED` with its `Retry-After` header
-//!   (CONTRACT.md: the document lists every status a route can answer, 401 and 429 included).
+//! - every write under `/api` (what rate limits and slow mode apply to: the sign-in routes
+//!   per address, every other write per member) lists 429 `RATE_LIMITED` with its
+//!   `Retry-After` header; reads never answer 429 and do not list it (CONTRACT.md: the
+//!   document lists every status a route can answer, 401 and 429 included).
 //!
 //! A status a handler already documents keeps its own description; a 429 without a
 //! `Retry-After` header gets one.
@@ -19,6 +21,10 @@ use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response};
 /// Routes answered with no prefix of their own that still need a token: the WebSocket
 /// upgrade takes it in the query or header rather than through the security scheme.
 const TOKEN_ROUTES: [&str; 1] = ["/api/events"];
+
+/// Which of the methods in `finish`'s order write (get, put, post, delete, options, head,
+/// patch, trace).
+const WRITES: [bool; 8] = [false, true, true, true, false, false, true, false];
 
 /// Applies the document-wide rules above to `doc`.
 pub fn finish(doc: &mut OpenApi) {
@@ -33,7 +39,10 @@ pub fn finish(doc: &mut OpenApi) {
             item.patch.as_mut(),
             item.trace.as_mut(),
         ];
-        for operation in operations.into_iter().flatten() {
+        for (operation, write) in operations.into_iter().zip(WRITES) {
+            let Some(operation) = operation else {
+                continue;
+            };
             name_operation(operation);
             let authenticated = operation
                 .security
@@ -47,7 +56,7 @@ pub fn finish(doc: &mut OpenApi) {
                     .entry("401".to_owned())
                     .or_insert_with(|| error_response("Not authenticated: no valid bearer token"));
             }
-            if path.starts_with("/api/") {
+            if write && path.starts_with("/api/") {
                 let entry = operation
                     .responses
                     .responses

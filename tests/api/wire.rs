@@ -288,8 +288,9 @@ fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
 }
 
 /// What generators need: every reference resolves, operation ids are unique and stable,
-/// every authenticated operation documents 401 and every API operation 429 with
-/// `Retry-After`, and every documented operation is served.
+/// every authenticated operation documents 401, every API write (what rate limits and
+/// slow mode apply to) 429 with `Retry-After` and no read 429, and every documented
+/// operation is served.
 #[tokio::test]
 async fn openapi_document_is_complete_and_consistent() {
     let server = TestServer::start().await;
@@ -341,7 +342,14 @@ async fn openapi_document_is_complete_and_consistent() {
                 "{method} {path} does not document 401"
             );
         }
-        if path.starts_with("/api/") {
+        let write = matches!(method.as_str(), "post" | "put" | "patch" | "delete");
+        if path.starts_with("/api/") && !write {
+            assert!(
+                responses["429"].is_null(),
+                "{method} {path}: a read documents 429, which it never answers"
+            );
+        }
+        if path.starts_with("/api/") && write {
             let limited = &responses["429"];
             assert_eq!(
                 limited["content"]["application/json"]["schema"]["$ref"],

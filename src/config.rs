@@ -112,6 +112,20 @@ pub struct Config {
     /// `BRIGHTCHAT_TRUSTED_PROXIES`, default none: a comma list of IP addresses and CIDR
     /// blocks whose `X-Forwarded-For` names the client address.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `BRIGHTCHAT_CORS_ORIGINS`, default none: the origins a browser may call the API from.
+    pub cors_origins: CorsOrigins,
+}
+
+/// Which browser origins may call the API (CONTRACT.md "Operations").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// None (unset): browsers get no CORS headers, so other origins cannot read answers.
+    #[default]
+    None,
+    /// Any origin (`*`).
+    Any,
+    /// Exactly these origins (`scheme://host[:port]`).
+    List(Vec<String>),
 }
 
 impl Config {
@@ -147,6 +161,7 @@ impl Config {
             rate_auth: DEFAULT_RATE_AUTH,
             rate_write: DEFAULT_RATE_WRITE,
             trusted_proxies: Vec::new(),
+            cors_origins: CorsOrigins::None,
         }
     }
 
@@ -308,6 +323,9 @@ impl Config {
         if let Some(list) = get("BRIGHTCHAT_TRUSTED_PROXIES") {
             config.trusted_proxies = proxies(&list)?;
         }
+        if let Some(list) = get("BRIGHTCHAT_CORS_ORIGINS") {
+            config.cors_origins = origins(&list)?;
+        }
         if let Some(value) = get("BRIGHTCHAT_LOG_FORMAT") {
             config.log_format = match value.trim() {
                 "text" => LogFormat::Text,
@@ -360,6 +378,32 @@ fn proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
                 })
         })
         .collect()
+}
+
+/// `*`, or a comma list of origins such as `https://chat.example.org`.
+fn origins(list: &str) -> Result<CorsOrigins, ConfigError> {
+    if list.trim() == "*" {
+        return Ok(CorsOrigins::Any);
+    }
+    let mut out = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let problem = || ConfigError {
+            variable: "BRIGHTCHAT_CORS_ORIGINS",
+            problem: format!("`{entry}` is not an origin like https://chat.example.org (or use *)"),
+        };
+        let url = url::Url::parse(entry).map_err(|_| problem())?;
+        let origin = url.origin().ascii_serialization();
+        // An origin has no path, query or fragment; `null` (opaque) is not one.
+        if origin == "null" || origin != entry.trim_end_matches('/') {
+            return Err(problem());
+        }
+        out.push(origin);
+    }
+    Ok(if out.is_empty() {
+        CorsOrigins::None
+    } else {
+        CorsOrigins::List(out)
+    })
 }
 
 /// A whole number in `min..=max` from `variable`, if set.
@@ -419,6 +463,36 @@ mod tests {
         assert_eq!(config.header_read_timeout, Duration::from_secs(3));
         assert_eq!(config.keepalive_timeout, Duration::from_secs(30));
         assert_eq!(config.max_connections, 500);
+    }
+
+    #[test]
+    fn cors_origins_are_read_and_bad_ones_named() {
+        assert_eq!(from(&[]).expect("valid").cors_origins, CorsOrigins::None);
+        assert_eq!(
+            from(&[("BRIGHTCHAT_CORS_ORIGINS", "*")])
+                .expect("valid")
+                .cors_origins,
+            CorsOrigins::Any
+        );
+        let config = from(&[(
+            "BRIGHTCHAT_CORS_ORIGINS",
+            "https://chat.example.org, http://localhost:5173/",
+        )])
+        .expect("valid");
+        assert_eq!(
+            config.cors_origins,
+            CorsOrigins::List(vec![
+                "https://chat.example.org".into(),
+                "http://localhost:5173".into()
+            ])
+        );
+        for bad in ["chat.example.org", "https://a.org/app", "file:///x"] {
+            let err = from(&[("BRIGHTCHAT_CORS_ORIGINS", bad)]).expect_err(bad);
+            assert!(
+                err.to_string().starts_with("BRIGHTCHAT_CORS_ORIGINS:"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

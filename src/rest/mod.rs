@@ -199,7 +199,44 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        .layer(tower::util::option_layer(cors(&state.config.cors_origins)))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        ))
         .with_state(state)
+}
+
+/// CORS for browsers on the configured origins (CONTRACT.md "Operations"); none when
+/// unset. Preflights are answered here; bearer tokens, not cookies, so no credentials.
+fn cors(origins: &crate::config::CorsOrigins) -> Option<tower_http::cors::CorsLayer> {
+    use crate::config::CorsOrigins;
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|origin| header::HeaderValue::from_str(origin).ok()),
+        ),
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(3600));
+    Some(layer)
 }
 
 /// The span of one request: method, path and request id. The query string is left out on

@@ -14,6 +14,7 @@ mod channels;
 mod cluster;
 mod cluster_latency;
 mod conversations;
+mod cors;
 mod crypto_vectors;
 mod graphql;
 mod group_commit;

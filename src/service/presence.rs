@@ -194,18 +194,22 @@ struct PresenceData {
     status: PresenceStatus,
 }
 
-/// Publishes the member's current status, if it differs from the last one published, to
-/// it and to everyone sharing a context with it (see the module docs for the ordering).
-async fn publish(state: &AppState, member: Uuid) -> ServiceResult<()> {
-    // The member's own groups and channels (one indexed lookup); the router knows who
-    // belongs to each of them on this node.
-    let contexts: Vec<Uuid> = context_member::Entity::find()
+/// The member's own groups and channels (one indexed lookup): a presence event is
+/// addressed by them, and each node's router knows who belongs to each.
+async fn member_contexts(state: &AppState, member: Uuid) -> ServiceResult<Vec<Uuid>> {
+    Ok(context_member::Entity::find()
         .select_only()
         .column(context_member::Column::ContextId)
         .filter(context_member::Column::MemberId.eq(member))
         .into_tuple::<Uuid>()
         .all(&state.db.read)
-        .await?;
+        .await?)
+}
+
+/// Publishes the member's current status, if it differs from the last one published, to
+/// it and to everyone sharing a context with it (see the module docs for the ordering).
+async fn publish(state: &AppState, member: Uuid) -> ServiceResult<()> {
+    let contexts = member_contexts(state, member).await?;
     state.presence.publish_unpublished(member, |status| {
         state.events.publish_ephemeral(Event::for_sharing(
             EventType::PresenceChanged,
@@ -227,13 +231,7 @@ pub(crate) async fn presence_event(
     member: Uuid,
     status: PresenceStatus,
 ) -> ServiceResult<Event> {
-    let contexts: Vec<Uuid> = context_member::Entity::find()
-        .select_only()
-        .column(context_member::Column::ContextId)
-        .filter(context_member::Column::MemberId.eq(member))
-        .into_tuple::<Uuid>()
-        .all(&state.db.read)
-        .await?;
+    let contexts = member_contexts(state, member).await?;
     Ok(Event::for_sharing(
         EventType::PresenceChanged,
         member,

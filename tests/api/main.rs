@@ -8,6 +8,7 @@ mod common;
 mod audit;
 mod auth;
 mod binary;
+mod bounded;
 mod channel_invites;
 mod channel_visibility;
 mod channels;

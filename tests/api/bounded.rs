@@ -1,0 +1,211 @@
+//! Bounded work: a resume replays its history a page at a time and only up to a cap
+//! (further back, the client is told to resync); pruning deletes a prefix of positions;
+//! promoting a long conversation re-encrypts it in batches.
+
+use std::time::Duration;
+
+use brightchat::events::{ContextType, Event, EventType, outbox};
+use entity::event;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::common::{TestMember, TestServer, WsClient};
+use crate::graphql::{graphql_ws, next_json, subscribe};
+
+/// Writes `count` events to the outbox in one transaction, as a write would: every even
+/// one for `to` (numbered from 0 in `data.n`), every odd one for `other`. Returns the
+/// position of the last.
+async fn seed(server: &TestServer, to: &TestMember, other: &TestMember, count: usize) -> i64 {
+    let context = Uuid::now_v7();
+    let events = (0..count)
+        .map(|i| {
+            let (member, n) = if i % 2 == 0 {
+                (to.id, i / 2)
+            } else {
+                (other.id, i)
+            };
+            Event::for_members(
+                EventType::ModerationWarning,
+                ContextType::Group,
+                context,
+                vec![member],
+                json!({"n": n}),
+            )
+        })
+        .collect();
+    let txn = server.state.db.write.begin().await.expect("begin");
+    outbox::record(&txn, events).await.expect("record");
+    outbox::commit(&server.state, txn).await.expect("commit");
+    let top = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Seq.max(), "top")
+        .into_tuple::<Option<i64>>()
+        .one(&server.state.db.read)
+        .await
+        .expect("top")
+        .flatten()
+        .expect("events");
+    // Published and routed before anyone resumes: a connection that opens while more than
+    // its queue's worth is being routed falls behind at once.
+    server
+        .state
+        .events
+        .caught_up(top, Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    top
+}
+
+/// The frames of `event_type` until `count` of them arrived (5 s at most between two).
+async fn collect(ws: &mut WsClient, event_type: &str, count: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let frame = ws
+            .next(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("only {} of {count} {event_type}", out.len()));
+        if frame["type"] == event_type {
+            out.push(frame);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_replay_longer_than_a_page_arrives_complete_and_in_order() {
+    let server = TestServer::start().await;
+    let bob = server.member("Bob").await;
+    let cat = server.member("Cat").await;
+    let ada = server.member("Ada").await;
+    let from = server.ws(&bob).await.ready_seq;
+    // 1,300 for Bob among 2,600: his span several pages of the replay.
+    let count = 2 * 1_300;
+    let top = seed(&server, &bob, &cat, count).await;
+    assert!(
+        (top - from) as u64 > 4 * outbox::REPLAY_PAGE,
+        "several pages"
+    );
+
+    let mut resumed = server
+        .ws_query(&format!("?token={}&resume={from}", bob.token))
+        .await;
+    let frames = collect(&mut resumed, "communication:moderation_warning", count / 2).await;
+    let numbers: Vec<u64> = frames
+        .iter()
+        .map(|f| f["data"]["n"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(numbers, (0..count as u64 / 2).collect::<Vec<_>>());
+    let seqs: Vec<i64> = frames.iter().map(|f| f["seq"].as_i64().expect("seq")).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+    assert!(seqs[0] > from && *seqs.last().expect("seq") <= top);
+
+    // Live events follow the replay, after it.
+    server.dm(&ada, &bob, "after the replay").await;
+    let live = resumed.expect("communication:message_sent").await;
+    assert!(live["seq"].as_i64().expect("seq") > top, "{live}");
+    let rest = resumed.drain(Duration::from_millis(300)).await;
+    assert!(
+        rest.iter()
+            .all(|f| f["type"] != "communication:moderation_warning"),
+        "nothing replayed twice: {rest:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_resume_further_back_than_the_cap_requires_a_resync() {
+    let server = TestServer::start_with(|c| c.replay_limit = 100).await;
+    let bob = server.member("Bob").await;
+    let cat = server.member("Cat").await;
+    let from = server.ws(&bob).await.ready_seq;
+    let top = seed(&server, &bob, &cat, 150).await;
+    assert_eq!(top - from, 150, "one transaction's positions are contiguous");
+
+    // 101 events behind: past the cap.
+    let mut far = server
+        .ws_query(&format!("?token={}&resume={}", bob.token, top - 101))
+        .await;
+    let frame = far.next(Duration::from_secs(5)).await.expect("a frame");
+    assert_eq!(frame["type"], "resync_required", "{frame}");
+    assert_eq!(frame["seq"], top, "{frame}");
+    let rest = far.drain(Duration::from_millis(300)).await;
+    assert!(
+        rest.iter()
+            .all(|f| f["type"] != "communication:moderation_warning"),
+        "nothing replayed: {rest:?}"
+    );
+
+    // Exactly at the cap: the whole replay (Bob's half of the last 100).
+    let mut near = server
+        .ws_query(&format!("?token={}&resume={}", bob.token, top - 100))
+        .await;
+    let frames = collect(&mut near, "communication:moderation_warning", 50).await;
+    let numbers: Vec<u64> = frames
+        .iter()
+        .map(|f| f["data"]["n"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(numbers, (25..75).collect::<Vec<_>>());
+
+    // GraphQL subscriptions answer the same way.
+    let protocol = "graphql-transport-ws";
+    let mut gql = graphql_ws(&server, protocol, json!({"token": bob.token})).await;
+    let ack = next_json(&mut gql, Duration::from_secs(5)).await.expect("ack");
+    assert_eq!(ack["type"], "connection_ack");
+    let query = format!("subscription {{ events(resume: {}) {{ type seq }} }}", top - 101);
+    subscribe(&mut gql, protocol, &query).await;
+    let answer = next_json(&mut gql, Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "RESYNC_REQUIRED",
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn pruning_deletes_a_prefix_of_positions_even_when_times_are_out_of_order() {
+    let server = TestServer::start().await;
+    let bob = server.member("Bob").await;
+    let cat = server.member("Cat").await;
+    let top = seed(&server, &bob, &cat, 20).await;
+    let first = top - 19;
+    // Every event is past the retention window but the eleventh, whose time is recent
+    // (a position taken before a slow commit, or another node's clock).
+    let old = brightchat::time::now_ms() - 3_600_000;
+    event::Entity::update_many()
+        .col_expr(event::Column::CreatedAt, old.into())
+        .filter(event::Column::Seq.gte(first))
+        .filter(event::Column::Seq.ne(first + 10))
+        .exec(&server.state.db.write)
+        .await
+        .expect("age");
+    server.state.search.set_indexed(top);
+    outbox::prune(&server.state).await.expect("prune");
+
+    let left: Vec<i64> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Seq)
+        .filter(event::Column::Seq.gte(first))
+        .order_by_asc(event::Column::Seq)
+        .into_tuple::<i64>()
+        .all(&server.state.db.read)
+        .await
+        .expect("rows");
+    assert_eq!(left, (first + 10..=top).collect::<Vec<_>>(), "no hole");
+    let mark = brightchat::events::positions::pruned_through(&server.state.db.read)
+        .await
+        .expect("mark");
+    assert_eq!(mark, first + 9);
+
+    // A resume inside what is kept replays it; one before it must resync.
+    let mut kept = server
+        .ws_query(&format!("?token={}&resume={}", bob.token, first + 9))
+        .await;
+    let frames = collect(&mut kept, "communication:moderation_warning", 5).await;
+    assert_eq!(frames[0]["data"]["n"], 5);
+    let mut gone = server
+        .ws_query(&format!("?token={}&resume={}", bob.token, first + 8))
+        .await;
+    let frame = gone.next(Duration::from_secs(5)).await.expect("a frame");
+    assert_eq!(frame["type"], "resync_required", "{frame}");
+}

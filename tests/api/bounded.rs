@@ -209,3 +209,99 @@ async fn pruning_deletes_a_prefix_of_positions_even_when_times_are_out_of_order(
     let frame = gone.next(Duration::from_secs(5)).await.expect("a frame");
     assert_eq!(frame["type"], "resync_required", "{frame}");
 }
+
+#[tokio::test]
+async fn promoting_a_conversation_of_thousands_of_messages_keeps_every_one_readable() {
+    let server = TestServer::start().await;
+    let ada = server.member("Ada").await;
+    let bob = server.member("Bob").await;
+    let cat = server.member("Cat").await;
+    let first = server.dm(&ada, &bob, "message 0").await;
+    let conversation = Uuid::parse_str(first["conversationId"].as_str().expect("id")).expect("id");
+    // Several batches of history, written straight to the database (sending 3,000 DMs
+    // through the API would only make the test slow): the server's copy is real, what
+    // the members' copies hold does not matter here.
+    let count = 3_000;
+    let server_key = *server.state.server_key.public_key();
+    let start = brightchat::time::now_ms();
+    let mut expected: Vec<(String, String, i64)> = vec![(
+        first["id"].as_str().expect("id").to_owned(),
+        "message 0".to_owned(),
+        0,
+    )];
+    let rows: Vec<entity::dm_message::ActiveModel> = (1..count)
+        .map(|n| {
+            let id = Uuid::now_v7();
+            let text = format!("message {n}");
+            let (sender, recipient) = if n % 2 == 0 { (ada.id, bob.id) } else { (bob.id, ada.id) };
+            expected.push((id.to_string(), text.clone(), start + n));
+            entity::dm_message::ActiveModel {
+                id: sea_orm::Set(id),
+                conversation_id: sea_orm::Set(conversation),
+                sender_id: sea_orm::Set(sender),
+                recipient_id: sea_orm::Set(recipient),
+                created_at: sea_orm::Set(start + n),
+                ciphertext_sender: sea_orm::Set(vec![0]),
+                ciphertext_recipient: sea_orm::Set(vec![0]),
+                ciphertext_server: sea_orm::Set(
+                    brightchat::crypto::ecies_encrypt(&server_key, text.as_bytes())
+                        .expect("encrypt"),
+                ),
+            }
+        })
+        .collect();
+    for chunk in rows.chunks(brightchat::db::ROWS_PER_STATEMENT) {
+        entity::dm_message::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&server.state.db.write)
+            .await
+            .expect("history");
+    }
+
+    let started = std::time::Instant::now();
+    let promoted = server
+        .post(
+            &format!("/api/conversations/{conversation}/promote"),
+            Some(&ada.token),
+            json!({"newMemberIds": [cat.id]}),
+        )
+        .await;
+    let group = promoted.data(200)["groupId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    eprintln!("promoting {count} messages took {:?}", started.elapsed());
+
+    // Cat, who never saw the conversation, reads every message, with its id and time.
+    let base = format!("/api/groups/{group}");
+    let keys = crate::common::member_keys(&server, &cat, &base).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{base}/messages?limit=100&cursor={c}"),
+            None => format!("{base}/messages?limit=100"),
+        };
+        let page = server.get(&path, Some(&cat.token)).await;
+        let data = page.data(200).clone();
+        for item in data["items"].as_array().expect("items") {
+            let text = crate::common::decrypt_message(&keys, item);
+            let at = chrono::DateTime::parse_from_rfc3339(item["createdAt"].as_str().expect("at"))
+                .expect("time")
+                .timestamp_millis();
+            seen.push((item["id"].as_str().expect("id").to_owned(), text, at));
+        }
+        if data["hasMore"] != true {
+            break;
+        }
+        cursor = Some(data["cursor"].as_str().expect("cursor").to_owned());
+    }
+    assert_eq!(seen.len(), count as usize, "every message");
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((id, text, at), (want_id, want_text, want_at)) in seen.iter().zip(&expected) {
+        assert_eq!((id, text), (want_id, want_text));
+        // (The first was sent through the API, at a time of the server's choosing.)
+        if *want_at != 0 {
+            assert_eq!(at, want_at, "{id} keeps its time");
+        }
+    }
+}

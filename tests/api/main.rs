@@ -16,6 +16,7 @@ mod cluster;
 mod cluster_latency;
 mod conversations;
 mod cors;
+mod crash;
 mod crypto_vectors;
 mod graphql;
 mod group_commit;

@@ -641,8 +641,8 @@ async fn copy_history(
     let key = std::sync::Arc::new(key);
     let mut last: Option<(Uuid, i64)> = None;
     loop {
-        let mut query =
-            dm_message::Entity::find().filter(dm_message::Column::ConversationId.eq(conversation_id));
+        let mut query = dm_message::Entity::find()
+            .filter(dm_message::Column::ConversationId.eq(conversation_id));
         if let Some((after, _)) = last {
             query = query.filter(dm_message::Column::Id.gt(after));
         }

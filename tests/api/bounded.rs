@@ -96,7 +96,10 @@ async fn a_replay_longer_than_a_page_arrives_complete_and_in_order() {
         .map(|f| f["data"]["n"].as_u64().expect("n"))
         .collect();
     assert_eq!(numbers, (0..count as u64 / 2).collect::<Vec<_>>());
-    let seqs: Vec<i64> = frames.iter().map(|f| f["seq"].as_i64().expect("seq")).collect();
+    let seqs: Vec<i64> = frames
+        .iter()
+        .map(|f| f["seq"].as_i64().expect("seq"))
+        .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, once each");
     assert!(seqs[0] > from && *seqs.last().expect("seq") <= top);
 
@@ -119,7 +122,11 @@ async fn a_resume_further_back_than_the_cap_requires_a_resync() {
     let cat = server.member("Cat").await;
     let from = server.ws(&bob).await.ready_seq;
     let top = seed(&server, &bob, &cat, 150).await;
-    assert_eq!(top - from, 150, "one transaction's positions are contiguous");
+    assert_eq!(
+        top - from,
+        150,
+        "one transaction's positions are contiguous"
+    );
 
     // 101 events behind: past the cap.
     let mut far = server
@@ -149,9 +156,14 @@ async fn a_resume_further_back_than_the_cap_requires_a_resync() {
     // GraphQL subscriptions answer the same way.
     let protocol = "graphql-transport-ws";
     let mut gql = graphql_ws(&server, protocol, json!({"token": bob.token})).await;
-    let ack = next_json(&mut gql, Duration::from_secs(5)).await.expect("ack");
+    let ack = next_json(&mut gql, Duration::from_secs(5))
+        .await
+        .expect("ack");
     assert_eq!(ack["type"], "connection_ack");
-    let query = format!("subscription {{ events(resume: {}) {{ type seq }} }}", top - 101);
+    let query = format!(
+        "subscription {{ events(resume: {}) {{ type seq }} }}",
+        top - 101
+    );
     subscribe(&mut gql, protocol, &query).await;
     let answer = next_json(&mut gql, Duration::from_secs(5))
         .await
@@ -233,7 +245,11 @@ async fn promoting_a_conversation_of_thousands_of_messages_keeps_every_one_reada
         .map(|n| {
             let id = Uuid::now_v7();
             let text = format!("message {n}");
-            let (sender, recipient) = if n % 2 == 0 { (ada.id, bob.id) } else { (bob.id, ada.id) };
+            let (sender, recipient) = if n % 2 == 0 {
+                (ada.id, bob.id)
+            } else {
+                (bob.id, ada.id)
+            };
             expected.push((id.to_string(), text.clone(), start + n));
             entity::dm_message::ActiveModel {
                 id: sea_orm::Set(id),

@@ -173,10 +173,7 @@ impl Remote {
                 json!({"memberId": id, "challenge": challenge, "signature": signature}),
             )
             .await;
-        let token = login.data(200)["token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
+        let token = login.data(200)["token"].as_str().expect("token").to_owned();
         TestMember {
             id,
             secret,
@@ -248,7 +245,12 @@ async fn every_acknowledged_message_survives_a_kill_and_nothing_is_half_written(
         Some(admin) => Some(fresh_postgres(&admin).await),
         None => None,
     };
-    let first = Process::start(&data_dir, database.as_deref(), &dir.path().join("first.log")).await;
+    let first = Process::start(
+        &data_dir,
+        database.as_deref(),
+        &dir.path().join("first.log"),
+    )
+    .await;
     let remote = Remote::new(&first.base);
     let ada = remote.member("Ada").await;
     let bob = remote.member("Bob").await;
@@ -277,7 +279,11 @@ async fn every_acknowledged_message_survives_a_kill_and_nothing_is_half_written(
         .to_owned();
     for m in [&bob, &cat] {
         remote
-            .post(&format!("/api/channels/{channel}/join"), Some(&m.token), json!({}))
+            .post(
+                &format!("/api/channels/{channel}/join"),
+                Some(&m.token),
+                json!({}),
+            )
             .await
             .data(200);
     }
@@ -343,10 +349,19 @@ async fn every_acknowledged_message_survives_a_kill_and_nothing_is_half_written(
     for task in tasks {
         acknowledged.extend(task.await.expect("sender"));
     }
-    assert!(acknowledged.len() >= 100, "only {} sent", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 100,
+        "only {} sent",
+        acknowledged.len()
+    );
 
     // The same data dir (server key, search index) and database.
-    let second = Process::start(&data_dir, database.as_deref(), &dir.path().join("second.log")).await;
+    let second = Process::start(
+        &data_dir,
+        database.as_deref(),
+        &dir.path().join("second.log"),
+    )
+    .await;
     let remote = Remote::new(&second.base);
 
     // What each place holds, decrypted by a member (Cat reads the channel and the group,
@@ -354,13 +369,19 @@ async fn every_acknowledged_message_survives_a_kill_and_nothing_is_half_written(
     let mut stored: HashMap<String, (Place, String)> = HashMap::new();
     let channel_base = format!("/api/channels/{channel}");
     let keys = remote.keys(&cat, &channel_base).await;
-    for m in remote.history(&cat, &format!("{channel_base}/messages")).await {
+    for m in remote
+        .history(&cat, &format!("{channel_base}/messages"))
+        .await
+    {
         let id = m["id"].as_str().expect("id").to_owned();
         stored.insert(id, (Place::Channel, decrypt_message(&keys, &m)));
     }
     let group_base = format!("/api/groups/{group}");
     let keys = remote.keys(&cat, &group_base).await;
-    for m in remote.history(&cat, &format!("{group_base}/messages")).await {
+    for m in remote
+        .history(&cat, &format!("{group_base}/messages"))
+        .await
+    {
         let id = m["id"].as_str().expect("id").to_owned();
         stored.insert(id, (Place::Group, decrypt_message(&keys, &m)));
     }
@@ -396,7 +417,9 @@ async fn every_acknowledged_message_survives_a_kill_and_nothing_is_half_written(
         second.base.replacen("http://", "ws://", 1),
         bob.token
     );
-    let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let (stream, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
     let mut events = WsClient::ready(stream).await;
     let mut seen = HashSet::new();
     let mut seqs = Vec::new();
@@ -404,12 +427,18 @@ async fn every_acknowledged_message_survives_a_kill_and_nothing_is_half_written(
         if frame["type"] == "communication:message_sent" {
             let id = frame["data"]["id"].as_str().expect("id").to_owned();
             assert!(seen.insert(id.clone()), "the event of {id} once");
-            assert!(stored.contains_key(&id), "an event for a stored message: {frame}");
+            assert!(
+                stored.contains_key(&id),
+                "an event for a stored message: {frame}"
+            );
             seqs.push(frame["seq"].as_i64().expect("seq"));
         }
     }
     let missing: Vec<&String> = stored.keys().filter(|id| !seen.contains(*id)).collect();
-    assert!(missing.is_empty(), "stored messages without their event: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "stored messages without their event: {missing:?}"
+    );
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
     eprintln!(
         "{} acknowledged, {} stored (some answered only by the kill)",

@@ -321,3 +321,59 @@ async fn promoting_a_conversation_of_thousands_of_messages_keeps_every_one_reada
         }
     }
 }
+
+#[tokio::test]
+async fn a_replay_overtaken_by_pruning_ends_at_its_position_and_the_resume_resyncs() {
+    use brightchat::events::stream::{EventStream, StreamEnd};
+    let server = TestServer::start().await;
+    let bob = server.member("Bob").await;
+    let cat = server.member("Cat").await;
+    let from = server.ws(&bob).await.ready_seq;
+    let top = seed(&server, &bob, &cat, 2 * outbox::REPLAY_PAGE as usize + 10).await;
+    let actor = brightchat::service::auth::authenticate(&server.state, &bob.token)
+        .await
+        .expect("actor");
+    let mut stream = EventStream::open(&server.state, &actor, Some(from))
+        .await
+        .expect("stream");
+    assert!(!stream.resync_required);
+    // The first page: Bob's half of it.
+    let mut last = from;
+    for _ in 0..outbox::REPLAY_PAGE / 2 {
+        let delivered = stream.next().await.expect("replayed");
+        assert!(delivered.seq > last);
+        last = delivered.seq;
+    }
+    // Pruning (as `outbox::prune` does it: the mark, then the rows) overtakes the replay.
+    let cut = top - 5;
+    entity::server_meta::Entity::insert(entity::server_meta::ActiveModel {
+        name: sea_orm::Set(brightchat::events::positions::PRUNED_KEY.to_owned()),
+        value: sea_orm::Set(cut.to_string()),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(entity::server_meta::Column::Name)
+            .update_column(entity::server_meta::Column::Value)
+            .to_owned(),
+    )
+    .exec_without_returning(&server.state.db.write)
+    .await
+    .expect("mark");
+    event::Entity::delete_many()
+        .filter(event::Column::Seq.lte(cut))
+        .exec(&server.state.db.write)
+        .await
+        .expect("prune");
+    let end = stream.next().await.err().expect("the replay stops");
+    let StreamEnd::Lagged { last: at } = end else {
+        panic!("{end:?}");
+    };
+    assert!(
+        at >= last && at < cut,
+        "resume from what was replayed: {at}"
+    );
+    let mut resumed = server
+        .ws_query(&format!("?token={}&resume={at}", bob.token))
+        .await;
+    let frame = resumed.next(Duration::from_secs(5)).await.expect("a frame");
+    assert_eq!(frame["type"], "resync_required", "{frame}");
+}

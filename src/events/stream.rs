@@ -66,7 +66,8 @@ pub struct EventStream {
     recheck: Option<tokio::time::Interval>,
     /// The newest event at the moment the stream opened.
     pub start_seq: i64,
-    /// The resume point was older than the retention window: the client must refetch.
+    /// The resume point was older than the retention window, further back than the replay
+    /// cap, or past the newest event: the client must refetch.
     pub resync_required: bool,
 }
 
@@ -75,7 +76,9 @@ impl EventStream {
     /// starts live delivery from the snapshot's view, so nothing falls between the two.
     ///
     /// A negative `resume` is refused (`VALIDATION_ERROR`); one past the newest event
-    /// yields `resync_required`, like one older than the retention window.
+    /// yields `resync_required`, like one older than the retention window or further back
+    /// than [`outbox::REPLAY_LIMIT`] events. The replay itself is read a page at a time by
+    /// [`EventStream::next`].
     pub async fn open(state: &AppState, actor: &Actor, resume: Option<i64>) -> ServiceResult<Self> {
         check_resume(resume)?;
         let (registration, live) = state.events.router.register(actor.member_id);

@@ -441,7 +441,7 @@ async fn every_acknowledged_message_survives_a_kill_and_nothing_is_half_written(
     );
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
     eprintln!(
-        "{} acknowledged, {} stored (some answered only by the kill)",
+        "{} acknowledged, {} stored (the rest were committed but not yet answered at the kill)",
         acknowledged.len(),
         stored.len()
     );

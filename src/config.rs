@@ -114,6 +114,10 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `BRIGHTCHAT_CORS_ORIGINS`, default none: the origins a browser may call the API from.
     pub cors_origins: CorsOrigins,
+    /// The most events one resume may replay before the client is told to resync
+    /// ([`crate::events::outbox::REPLAY_LIMIT`]); not read from the environment (tests
+    /// lower it).
+    pub replay_limit: usize,
 }
 
 /// Which browser origins may call the API (CONTRACT.md "Operations").
@@ -162,6 +166,7 @@ impl Config {
             rate_write: DEFAULT_RATE_WRITE,
             trusted_proxies: Vec::new(),
             cors_origins: CorsOrigins::None,
+            replay_limit: crate::events::outbox::REPLAY_LIMIT,
         }
     }
 

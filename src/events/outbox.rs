@@ -319,31 +319,43 @@ pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
 ///
 /// Events this node's search indexer has not applied yet are kept for up to a day more,
 /// so a backend outage is caught up from the outbox rather than by a rebuild.
+///
+/// Deletion is by position, never by time alone: times need not follow positions (a
+/// position is taken before its transaction commits, and nodes' clocks differ), so what
+/// goes is the prefix of positions below the oldest event that must stay. No hole opens
+/// in the middle of the outbox, and `pruned_through` marks exactly what is gone.
 pub async fn prune(state: &AppState) -> ServiceResult<()> {
     let now = now_ms();
     let cutoff = now - state.config.event_retention.as_millis() as i64;
-    let mut condition = sea_orm::Condition::all().add(event::Column::CreatedAt.lt(cutoff));
+    let mut keep = sea_orm::Condition::any().add(event::Column::CreatedAt.gte(cutoff));
     if now - cutoff < SEARCH_HOLD_MS {
         let indexed = state.search.indexed().unwrap_or(0);
-        condition = condition.add(
-            sea_orm::Condition::any()
-                .add(event::Column::Seq.lte(indexed))
-                .add(event::Column::CreatedAt.lt(now - SEARCH_HOLD_MS)),
+        keep = keep.add(
+            sea_orm::Condition::all()
+                .add(event::Column::Seq.gt(indexed))
+                .add(event::Column::CreatedAt.gte(now - SEARCH_HOLD_MS)),
         );
     }
-    let top: Option<i64> = event::Entity::find()
+    let db = &state.db.write;
+    let first_kept: Option<i64> = event::Entity::find()
         .select_only()
-        .column_as(event::Column::Seq.max(), "top")
-        .filter(condition.clone())
+        .column_as(event::Column::Seq.min(), "first")
+        .filter(keep)
         .into_tuple::<Option<i64>>()
-        .one(&state.db.write)
+        .one(db)
         .await?
         .flatten();
+    let mut top = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Seq.max(), "top");
+    if let Some(first) = first_kept {
+        top = top.filter(event::Column::Seq.lt(first));
+    }
+    let top: Option<i64> = top.into_tuple::<Option<i64>>().one(db).await?.flatten();
     let Some(top) = top else {
         return Ok(());
     };
     // The mark first: a reader that sees a missing row already knows it may be pruned.
-    let db = &state.db.write;
     let mark = super::positions::pruned_through(db).await?;
     if top > mark {
         server_meta::Entity::insert(server_meta::ActiveModel {
@@ -359,7 +371,6 @@ pub async fn prune(state: &AppState) -> ServiceResult<()> {
         .await?;
     }
     event::Entity::delete_many()
-        .filter(condition)
         .filter(event::Column::Seq.lte(top))
         .exec(db)
         .await?;
@@ -369,23 +380,152 @@ pub async fn prune(state: &AppState) -> ServiceResult<()> {
 /// The longest the outbox keeps events for a search indexer that lags.
 const SEARCH_HOLD_MS: i64 = 24 * 3600 * 1000;
 
+/// The most events one resume may replay: a client further behind gets `resync_required`
+/// (as for a point older than the retention window) and refetches instead, so a resume
+/// from far back never makes the server read a long history for one connection.
+pub const REPLAY_LIMIT: usize = 10_000;
+/// Events a replay (and the membership rewind before it) reads per query.
+pub const REPLAY_PAGE: u64 = 500;
+
 /// Where a new subscription starts.
 pub struct Snapshot {
-    /// The member's view as of the first replayed event (or now, without replay).
+    /// The member's view as of [`Snapshot::seq`], where live delivery takes over.
     pub subscriber: super::filter::Subscriber,
     /// Where live delivery takes over (this node's relay position, or the resume point
     /// when that is newer); live events up to it are duplicates.
     pub seq: i64,
-    /// Events after the resume point, oldest first.
-    pub replay: Vec<Event>,
-    /// The resume point is older than the retention window: the client must refetch.
+    /// The events after the resume point up to `seq`, still to be read, page by page.
+    pub replay: Option<Replay>,
+    /// The resume point is older than the retention window, further back than
+    /// [`REPLAY_LIMIT`] events, or past the newest event: the client must refetch.
     pub resync_required: bool,
 }
 
+/// A replay read lazily: the events after `after` up to `upto`, [`REPLAY_PAGE`] at a time,
+/// filtered by the member's view as of `after`.
+pub struct Replay {
+    view: super::filter::Subscriber,
+    after: i64,
+    upto: i64,
+}
+
+impl Replay {
+    /// Everything up to here has been read (and handed out).
+    pub fn position(&self) -> i64 {
+        self.after
+    }
+
+    /// Whether every event has been read.
+    pub fn finished(&self) -> bool {
+        self.after >= self.upto
+    }
+
+    /// The next page's events the member may see, oldest first (possibly none while
+    /// [`Replay::finished`] is false). `None` when pruning deleted events not read yet:
+    /// the client must resume from [`Replay::position`] (and then learns it must resync).
+    ///
+    /// Cancel-safe: the replay moves on only once the page is read.
+    pub async fn next_page(
+        &mut self,
+        db: &impl ConnectionTrait,
+    ) -> ServiceResult<Option<Vec<Event>>> {
+        if self.finished() {
+            return Ok(Some(Vec::new()));
+        }
+        let rows = event::Entity::find()
+            .filter(event::Column::Seq.gt(self.after))
+            .filter(event::Column::Seq.lte(self.upto))
+            .order_by_asc(event::Column::Seq)
+            .limit(REPLAY_PAGE)
+            .all(db)
+            .await?;
+        // The mark is written before rows are deleted: read after the rows, it tells
+        // whether some of them may be gone.
+        if super::positions::pruned_through(db).await? > self.after {
+            return Ok(None);
+        }
+        let full = rows.len() as u64 == REPLAY_PAGE;
+        let after = match rows.last() {
+            Some(row) if full => row.seq,
+            _ => self.upto,
+        };
+        let mut page = Vec::with_capacity(rows.len());
+        for event in rows.into_iter().filter_map(parse) {
+            if self.view.admit(&event) {
+                page.push(event);
+            }
+        }
+        self.after = after;
+        Ok(Some(page))
+    }
+}
+
+/// The events after `after` (up to `upto`) that change `member`'s membership, oldest
+/// first, read [`REPLAY_PAGE`] rows at a time and keeping only those, so memory stays
+/// bounded however many events the range holds.
+async fn membership_changes(
+    txn: &impl ConnectionTrait,
+    member: Uuid,
+    mut after: i64,
+    upto: Option<i64>,
+) -> ServiceResult<Vec<Event>> {
+    let mut changes = Vec::new();
+    loop {
+        let mut query = event::Entity::find()
+            .filter(event::Column::Seq.gt(after))
+            .filter(event::Column::Payload.contains(member.to_string()));
+        if let Some(upto) = upto {
+            query = query.filter(event::Column::Seq.lte(upto));
+        }
+        let rows = query
+            .order_by_asc(event::Column::Seq)
+            .limit(REPLAY_PAGE)
+            .all(txn)
+            .await?;
+        let full = rows.len() as u64 == REPLAY_PAGE;
+        if let Some(row) = rows.last() {
+            after = row.seq;
+        }
+        changes.extend(
+            rows.into_iter()
+                .filter_map(parse)
+                .filter(|e| e.joined.contains(&member) || e.left.contains(&member)),
+        );
+        if !full {
+            return Ok(changes);
+        }
+    }
+}
+
+/// Whether more than `limit` events lie after `after` up to `upto`.
+async fn too_many(
+    txn: &impl ConnectionTrait,
+    after: i64,
+    upto: i64,
+    limit: usize,
+) -> ServiceResult<bool> {
+    // Positions are dense but for holes: a range no longer than the limit holds no more.
+    if upto - after <= limit as i64 {
+        return Ok(false);
+    }
+    let beyond = event::Entity::find()
+        .select_only()
+        .column(event::Column::Seq)
+        .filter(event::Column::Seq.gt(after))
+        .filter(event::Column::Seq.lte(upto))
+        .order_by_asc(event::Column::Seq)
+        .offset(limit as u64)
+        .limit(1)
+        .into_tuple::<i64>()
+        .one(txn)
+        .await?;
+    Ok(beyond.is_some())
+}
+
 /// Reads, in one consistent snapshot, the member's groups and channels as of this node's
-/// relay position, and (with `resume`) every event after the resume point up to it. Register with
-/// the router *before* calling this, then activate with [`Snapshot::seq`] (see
-/// [`super::router`]).
+/// relay position and (with `resume`) where a replay of the events after the resume point
+/// up to it starts. Register with the router *before* calling this, then activate with
+/// [`Snapshot::seq`] (see [`super::router`]).
 pub async fn snapshot(
     state: &AppState,
     member: Uuid,
@@ -451,40 +591,32 @@ pub async fn snapshot(
     };
     // The membership read above includes the changes of events committed after `seq`;
     // they are undone below, so the view is as of `seq` (those events come live).
-    let later: Vec<Event> = event::Entity::find()
-        .filter(event::Column::Seq.gt(seq))
-        .filter(event::Column::Payload.contains(member.to_string()))
-        .order_by_asc(event::Column::Seq)
-        .all(&txn)
-        .await?
-        .into_iter()
-        .filter_map(parse)
-        .collect();
-    let mut replay = Vec::new();
+    let later = membership_changes(&txn, member, seq, None).await?;
+    let mut replay = None;
     let mut resync_required = false;
+    let mut subscriber = super::filter::Subscriber::new(member, contexts);
+    subscriber.rewind(&later);
     if resume.is_some_and(|from| from > top) {
         // A point past the newest event comes from another history (a restored database,
         // another deployment): what the client holds cannot be trusted, so it refetches.
         resync_required = true;
     } else if let Some(from) = resume.filter(|from| *from < seq) {
-        if from < super::positions::pruned_through(&txn).await? {
+        if from < super::positions::pruned_through(&txn).await?
+            || too_many(&txn, from, seq, state.config.replay_limit).await?
+        {
             resync_required = true;
         } else {
-            replay = event::Entity::find()
-                .filter(event::Column::Seq.gt(from))
-                .filter(event::Column::Seq.lte(seq))
-                .order_by_asc(event::Column::Seq)
-                .all(&txn)
-                .await?
-                .into_iter()
-                .filter_map(parse)
-                .collect();
+            // The replay starts from the view as of the resume point.
+            let mut view = subscriber.clone();
+            view.rewind(&membership_changes(&txn, member, from, Some(seq)).await?);
+            replay = Some(Replay {
+                view,
+                after: from,
+                upto: seq,
+            });
         }
     }
     txn.commit().await?;
-    let mut subscriber = super::filter::Subscriber::new(member, contexts);
-    subscriber.rewind(&later);
-    subscriber.rewind(&replay);
     Ok(Snapshot {
         subscriber,
         seq,

@@ -56,14 +56,18 @@ pub struct EventStream {
     live: mpsc::Receiver<Delivery>,
     /// Live events received in one queue entry, not yet handed out.
     batch: VecDeque<Arc<Event>>,
+    /// Replayed events read and admitted, not yet handed out.
     replay: VecDeque<Event>,
+    /// The rest of the replay, read a page at a time as the stream drains.
+    pending: Option<outbox::Replay>,
     last: i64,
     /// `None` where the connection carrying the stream re-checks the token itself (a
     /// `/graphql/ws` connection checks once for all its subscriptions).
     recheck: Option<tokio::time::Interval>,
     /// The newest event at the moment the stream opened.
     pub start_seq: i64,
-    /// The resume point was older than the retention window: the client must refetch.
+    /// The resume point was older than the retention window, further back than the replay
+    /// cap, or past the newest event: the client must refetch.
     pub resync_required: bool,
 }
 
@@ -72,22 +76,17 @@ impl EventStream {
     /// starts live delivery from the snapshot's view, so nothing falls between the two.
     ///
     /// A negative `resume` is refused (`VALIDATION_ERROR`); one past the newest event
-    /// yields `resync_required`, like one older than the retention window.
+    /// yields `resync_required`, like one older than the retention window or further back
+    /// than [`outbox::REPLAY_LIMIT`] events. The replay itself is read a page at a time by
+    /// [`EventStream::next`].
     pub async fn open(state: &AppState, actor: &Actor, resume: Option<i64>) -> ServiceResult<Self> {
         check_resume(resume)?;
         let (registration, live) = state.events.router.register(actor.member_id);
         let snapshot = outbox::snapshot(state, actor.member_id, resume).await?;
-        // The replay brings the view from the resume point up to the snapshot.
-        let mut view = snapshot.subscriber;
-        let replay: VecDeque<Event> = snapshot
-            .replay
-            .into_iter()
-            .filter(|event| view.admit(event))
-            .collect();
         state
             .events
             .router
-            .activate(&registration, view, snapshot.seq);
+            .activate(&registration, snapshot.subscriber, snapshot.seq);
         let mut recheck = tokio::time::interval(TOKEN_RECHECK);
         recheck.reset();
         Ok(Self {
@@ -96,7 +95,8 @@ impl EventStream {
             registration,
             live,
             batch: VecDeque::new(),
-            replay,
+            replay: VecDeque::new(),
+            pending: snapshot.replay,
             last: snapshot.seq,
             recheck: Some(recheck),
             start_seq: snapshot.seq,
@@ -111,13 +111,39 @@ impl EventStream {
     }
 
     /// The next event the member may see. Cancel-safe: dropping the future loses nothing.
+    ///
+    /// The replay comes first, read a page at a time; should it fail (the database, or
+    /// pruning overtaking it), the stream ends as `Lagged` at the replay's position, so
+    /// the client resumes from there (and is told to resync if events are gone).
     pub async fn next(&mut self) -> Result<Delivered, StreamEnd> {
-        if let Some(event) = self.replay.pop_front() {
-            let seq = event.seq;
-            return Ok(Delivered {
-                event: Arc::new(event),
-                seq,
-            });
+        loop {
+            if let Some(event) = self.replay.pop_front() {
+                let seq = event.seq;
+                return Ok(Delivered {
+                    event: Arc::new(event),
+                    seq,
+                });
+            }
+            let Some(pending) = self.pending.as_mut() else {
+                break;
+            };
+            match pending.next_page(&self.state.db.read).await {
+                Ok(Some(page)) => self.replay.extend(page),
+                Ok(None) => {
+                    return Err(StreamEnd::Lagged {
+                        last: pending.position(),
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "a replay cannot read the outbox");
+                    return Err(StreamEnd::Lagged {
+                        last: pending.position(),
+                    });
+                }
+            }
+            if pending.finished() {
+                self.pending = None;
+            }
         }
         loop {
             if let Some(event) = self.batch.pop_front() {

@@ -285,7 +285,8 @@ impl Subscription {
 }
 
 /// What `/api/events` sends as `{"type":"resync_required","seq"}`: the resume point is
-/// older than the retention window or past the newest event, so the client refetches;
+/// older than the retention window, further back than the replay cap
+/// ([`crate::events::outbox::REPLAY_LIMIT`]) or past the newest event, so the client refetches;
 /// live events follow from `seq`.
 fn resync_required(seq: i64) -> async_graphql::Error {
     async_graphql::Error::new(

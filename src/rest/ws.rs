@@ -4,7 +4,7 @@
 //! `{"type":"auth","token":…}` within 5 seconds (else close code 4001). After sign-in the
 //! server sends `{"type":"ready","memberId","seq"}`, then, with `?resume=<seq>`, every
 //! missed event the member was entitled to (or `{"type":"resync_required"}` when the gap is
-//! older than the retention window), then live events. A connection that falls too far
+//! older than the retention window or longer than the replay cap), then live events. A connection that falls too far
 //! behind, or whose frames stall, is told so and closed with code 4008. A client message
 //! over [`MAX_CLIENT_MESSAGE`] closes the socket with 1009 (Message Too Big) and a reason.
 

@@ -28,6 +28,8 @@ use crate::time::{now_ms, rfc3339};
 
 /// Name of a group made by promoting a conversation, when none is given.
 pub const PROMOTED_NAME: &str = "Group Chat";
+/// Messages a promotion reads, re-encrypts and writes at a time.
+const PROMOTE_BATCH: u64 = 500;
 
 /// `POST /api/groups` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema, async_graphql::InputObject)]
@@ -553,25 +555,8 @@ pub async fn promote(
         ));
     }
     require_registered(state, &added).await?;
-    // Fast path: refuse before decrypting anything; checked again under the lock below.
+    // Fast path: refuse before taking the lock; checked again under it below.
     already_promoted(&state.db.read, conversation_id).await?;
-
-    // Decrypt the history from the server's copies before taking the write lock.
-    let history = dm_message::Entity::find()
-        .filter(dm_message::Column::ConversationId.eq(conversation_id))
-        .order_by_asc(dm_message::Column::Id)
-        .all(&state.db.read)
-        .await?;
-    let secret = *state.server_key.secret_bytes();
-    let plain: Vec<(dm_message::Model, Vec<u8>)> = tokio::task::spawn_blocking(move || {
-        history
-            .into_iter()
-            .map(|m| crypto::ecies_decrypt(&secret, &m.ciphertext_server).map(|p| (m, p)))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(ServiceError::internal)?
-    .map_err(ServiceError::internal)?;
 
     let now = now_ms();
     let (_gate, txn) = contexts::begin(state, conversation_id).await?;
@@ -586,34 +571,6 @@ pub async fn promote(
         .await?
         .ok_or_else(|| ServiceError::not_found("Conversation not found"))?;
     already_promoted(&txn, conversation_id).await?;
-    // The history as it is now, under the lock: messages deleted while the copies were
-    // decrypted stay deleted, and ones sent meanwhile are decrypted here.
-    let current = dm_message::Entity::find()
-        .filter(dm_message::Column::ConversationId.eq(conversation_id))
-        .order_by_asc(dm_message::Column::Id)
-        .all(&txn)
-        .await?;
-    let mut decrypted: HashMap<Uuid, Vec<u8>> = plain.into_iter().map(|(m, p)| (m.id, p)).collect();
-    let late: Vec<dm_message::Model> = current
-        .iter()
-        .filter(|m| !decrypted.contains_key(&m.id))
-        .cloned()
-        .collect();
-    if !late.is_empty() {
-        let late_plain = tokio::task::spawn_blocking(move || {
-            late.into_iter()
-                .map(|m| crypto::ecies_decrypt(&secret, &m.ciphertext_server).map(|p| (m.id, p)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(ServiceError::internal)?
-        .map_err(ServiceError::internal)?;
-        decrypted.extend(late_plain);
-    }
-    let plain: Vec<(dm_message::Model, Vec<u8>)> = current
-        .into_iter()
-        .filter_map(|m| decrypted.remove(&m.id).map(|p| (m, p)))
-        .collect();
     let group = insert_group(
         &txn,
         name.clone(),
@@ -642,31 +599,7 @@ pub async fn promote(
     .ok_or_else(|| ServiceError::internal("a new group got no epoch"))?;
     // The epoch was made in this transaction: read its key through the transaction.
     let key = keys::epoch_key(state, &txn, group.id, epoch).await?;
-    let mut last: Option<(Uuid, i64)> = None;
-    let rows = plain
-        .iter()
-        .map(|(m, p)| {
-            let ciphertext = crypto::seal(&key, m.id.to_string().as_bytes(), p)
-                .map_err(ServiceError::internal)?;
-            last = Some((m.id, m.created_at));
-            Ok(context_message::ActiveModel {
-                id: Set(m.id),
-                context_id: Set(group.id),
-                sender_id: Set(m.sender_id),
-                created_at: Set(m.created_at),
-                edited_at: Set(None),
-                key_epoch: Set(epoch),
-                ciphertext: Set(ciphertext),
-                pinned_at: Set(None),
-                pinned_by: Set(None),
-            })
-        })
-        .collect::<ServiceResult<Vec<_>>>()?;
-    for chunk in rows.chunks(200) {
-        context_message::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(&txn)
-            .await?;
-    }
+    let last = copy_history(state, &txn, conversation_id, group.id, epoch, key).await?;
     if let Some((last_id, last_at)) = last {
         context::Entity::update_many()
             .col_expr(context::Column::LastMessageAt, Some(last_at).into())
@@ -689,4 +622,70 @@ pub async fn promote(
         members: newcomers.iter().map(|(id, _)| *id).collect(),
         promoted_from_conversation: conversation_id,
     })
+}
+
+/// Copies a conversation's history into the group being made from it, in `txn` (which
+/// holds the conversation's lock): [`PROMOTE_BATCH`] messages at a time are read in id
+/// order, decrypted from the server's copies, sealed under the group's first epoch `key`
+/// and written with the same ids and times, so memory stays bounded however long the
+/// conversation is, and the promotion stays one atomic write. Returns the newest
+/// message's id and time.
+async fn copy_history(
+    state: &AppState,
+    txn: &impl ConnectionTrait,
+    conversation_id: Uuid,
+    group_id: Uuid,
+    epoch: i32,
+    key: crypto::EpochKey,
+) -> ServiceResult<Option<(Uuid, i64)>> {
+    let key = std::sync::Arc::new(key);
+    let mut last: Option<(Uuid, i64)> = None;
+    loop {
+        let mut query = dm_message::Entity::find()
+            .filter(dm_message::Column::ConversationId.eq(conversation_id));
+        if let Some((after, _)) = last {
+            query = query.filter(dm_message::Column::Id.gt(after));
+        }
+        let batch = query
+            .order_by_asc(dm_message::Column::Id)
+            .limit(PROMOTE_BATCH)
+            .all(txn)
+            .await?;
+        let Some(newest) = batch.last() else {
+            return Ok(last);
+        };
+        last = Some((newest.id, newest.created_at));
+        let full = batch.len() as u64 == PROMOTE_BATCH;
+        let secret = *state.server_key.secret_bytes();
+        let key = key.clone();
+        let rows = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|m| {
+                    let plain = crypto::ecies_decrypt(&secret, &m.ciphertext_server)?;
+                    let ciphertext = crypto::seal(&key, m.id.to_string().as_bytes(), &plain)?;
+                    Ok(context_message::ActiveModel {
+                        id: Set(m.id),
+                        context_id: Set(group_id),
+                        sender_id: Set(m.sender_id),
+                        created_at: Set(m.created_at),
+                        edited_at: Set(None),
+                        key_epoch: Set(epoch),
+                        ciphertext: Set(ciphertext),
+                        pinned_at: Set(None),
+                        pinned_by: Set(None),
+                    })
+                })
+                .collect::<Result<Vec<_>, crypto::CryptoError>>()
+        })
+        .await
+        .map_err(ServiceError::internal)?
+        .map_err(ServiceError::internal)?;
+        context_message::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+        if !full {
+            return Ok(last);
+        }
+    }
 }

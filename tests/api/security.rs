@@ -722,4 +722,21 @@ async fn a_write_refused_for_its_rate_leaves_nothing_half_done() {
     .await;
     assert_eq!(joined.len(), 1, "one join, Dave's: {joined:?}");
     assert_eq!(joined[0]["data"]["memberId"], dave.id.to_string());
+
+    // A typing frame over Ada's budget is refused on her socket and reaches nobody.
+    let mut dave_ws = server.ws(&dave).await;
+    ada_ws
+        .send(typing("typing_start", "channel", &channel))
+        .await;
+    assert_eq!(
+        ada_ws.expect("error").await["error"]["code"],
+        "RATE_LIMITED"
+    );
+    let seen = frames_of(
+        &mut dave_ws,
+        Duration::from_millis(500),
+        &["communication:typing_start"],
+    )
+    .await;
+    assert!(seen.is_empty(), "{seen:?}");
 }

@@ -383,6 +383,12 @@ async fn an_invisible_channel_leaks_nothing_to_an_outsider() {
     let mut gql = Gql::signed_in(&server, MODERN, &outsider.token).await;
     gql.subscribe("all", "subscription { events { type contextId memberId } }")
         .await;
+    // Asking for the channel's events by id gives nothing either.
+    gql.subscribe(
+        "hidden",
+        &format!("subscription {{ events(contextId: \"{hidden}\") {{ type }} }}"),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Every route answers as for a channel that does not exist: same status, same body.
@@ -487,7 +493,10 @@ async fn an_invisible_channel_leaks_nothing_to_an_outsider() {
     assert!(bad.is_empty(), "the event socket was told: {bad:?}");
     while let Some(frame) = gql.next(Duration::from_millis(300)).await {
         match frame {
-            Frame::Json(value) => assert!(!leaked(&value), "the GraphQL socket was told: {value}"),
+            Frame::Json(value) => {
+                assert!(!leaked(&value), "the GraphQL socket was told: {value}");
+                assert_ne!(value["id"], "hidden", "{value}");
+            }
             Frame::Closed(code, reason) => panic!("closed: {code:?} {reason}"),
         }
     }

@@ -54,6 +54,8 @@ pub struct Inner {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Rate limits (`BRIGHTCHAT_RATE_AUTH`, `BRIGHTCHAT_RATE_WRITE`).
     pub limits: crate::service::limits::Limits,
+    /// Debounce of repeated `typing_start` frames (bounded).
+    pub typing: crate::service::typing::TypingWindows,
 }
 
 impl AppState {
@@ -107,6 +109,7 @@ impl AppState {
             crypto: Default::default(),
             lookups: Default::default(),
             writer: crate::service::writer::Writer::new(writer_shards),
+            typing: Default::default(),
             cluster,
         }))
     }

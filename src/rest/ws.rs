@@ -238,14 +238,12 @@ async fn serve(
                     let _ = send(state, sink, notice.to_string()).await;
                     return Err((CLOSE_TOO_SLOW, "too slow: fell behind the event stream"));
                 }
-                Err(StreamEnd::Unauthorized) => {
-                    return Err((CLOSE_UNAUTHORIZED, "the token was revoked or has expired"));
-                }
+                Err(StreamEnd::Unauthorized) => return Err(REVOKED),
                 Err(StreamEnd::Closed) => return Err((1001, "server shutting down")),
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some(reply) = client_frame(state, actor, text.as_str()).await {
+                    if let Some(reply) = client_frame(state, actor, text.as_str()).await? {
                         send(state, sink, reply.to_string()).await?;
                     }
                 }
@@ -264,31 +262,47 @@ struct ContextFrame {
     context_id: Uuid,
 }
 
-/// Handles one client frame; returns the reply, if any. Typing and presence frames spend
-/// the member's write limit; over it they get a `RATE_LIMITED` error frame with
-/// `retryAfter` (seconds) and the socket stays open. Pings are free.
-async fn client_frame(state: &AppState, actor: &Actor, text: &str) -> Option<Value> {
-    if let Err(err) = presence::active(state, actor.member_id).await {
-        tracing::warn!(error = %err, "presence update failed");
-    }
+/// The close owed to a socket whose token was revoked (sign-out) or has expired.
+const REVOKED: (u16, &str) = (CLOSE_UNAUTHORIZED, "the token was revoked or has expired");
+
+/// Handles one client frame; returns the reply, if any. Typing and presence frames first
+/// re-check the token (a signed-out token acts no more, even before the stream's periodic
+/// check closes the socket: `Err` with close code 4001), then spend the member's write
+/// limit; over it they get a `RATE_LIMITED` error frame with `retryAfter` (seconds) and the
+/// socket stays open. Pings are free.
+async fn client_frame(
+    state: &AppState,
+    actor: &Actor,
+    text: &str,
+) -> Result<Option<Value>, (u16, &'static str)> {
     let value: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(_) => {
-            return Some(error_frame(&ServiceError::validation(
+            return Ok(Some(error_frame(&ServiceError::validation(
                 "frames must be JSON objects",
-            )));
+            ))));
         }
     };
     let kind = value["type"].as_str();
     if matches!(kind, Some("typing_start" | "typing_stop" | "presence")) {
+        match auth::still_valid(state, actor).await {
+            Ok(true) => {}
+            Ok(false) => return Err(REVOKED),
+            Err(err) => return Ok(Some(error_frame(&err))),
+        }
+    }
+    if let Err(err) = presence::active(state, actor.member_id).await {
+        tracing::warn!(error = %err, "presence update failed");
+    }
+    if matches!(kind, Some("typing_start" | "typing_stop" | "presence")) {
         let key = actor.member_id.to_string();
         let cluster = state.cluster.as_deref();
         if let Err(err) = state.limits.write.check(cluster, &key, 1).await {
-            return Some(error_frame(&err));
+            return Ok(Some(error_frame(&err)));
         }
     }
     let result = match kind {
-        Some("ping") => return Some(json!({"type": "pong"})),
+        Some("ping") => return Ok(Some(json!({"type": "pong"}))),
         Some(kind @ ("typing_start" | "typing_stop")) => {
             match serde_json::from_value::<ContextFrame>(value.clone()) {
                 Ok(frame) => {
@@ -317,7 +331,7 @@ async fn client_frame(state: &AppState, actor: &Actor, text: &str) -> Option<Val
             "unknown frame type; expected ping, typing_start, typing_stop or presence",
         )),
     };
-    result.err().map(|err| error_frame(&err))
+    Ok(result.err().map(|err| error_frame(&err)))
 }
 
 fn error_frame(err: &ServiceError) -> Value {

@@ -128,9 +128,9 @@ pub async fn send(
             .await?
             .ok_or_else(|| ServiceError::not_found(NOT_REACHABLE))?,
     };
-    if members::has_blocked(&db.read, recipient.id, sender.id).await? {
-        return Err(ServiceError::not_found(NOT_REACHABLE));
-    }
+    super::posting::in_conversation(
+        members::has_blocked(&db.read, recipient.id, sender.id).await?,
+    )?;
     // Asked before the conversation is made, so a refused first message leaves nothing.
     let pending = if state.plugins.wants(Hook::Message) {
         let existing = match state.lookups.conversation(sender.id, recipient.id) {

@@ -22,6 +22,7 @@ pub mod members;
 pub mod message_facts;
 pub mod moderation;
 pub mod pagination;
+pub mod posting;
 pub mod presence;
 pub mod roles;
 pub mod search;

@@ -43,6 +43,7 @@ mod read_cache;
 mod realtime;
 mod routing;
 mod search;
+mod security;
 mod startup;
 mod two_nodes;
 mod wire;

@@ -394,7 +394,7 @@ async fn store_edit(
             "Only the author can edit this message",
         ));
     }
-    access.require_not_muted(now)?;
+    access.require_may_post(now)?;
 
     let epoch = access.context.current_epoch;
     let key = keys::epoch_key(state, &txn, context_id, epoch).await?;
@@ -586,7 +586,7 @@ async fn store_reaction(
 ) -> ServiceResult<ReactionView> {
     let (_gate, txn) = begin(state, context_id).await?;
     let access = locked_access(&txn, kind, context_id, actor).await?;
-    access.require_not_muted(now_ms())?;
+    access.require_may_post(now_ms())?;
     visible_message(&txn, &access, message_id).await?;
     let row = reaction::Model {
         id: Uuid::now_v7(),

@@ -104,15 +104,10 @@ impl Access {
         }
     }
 
-    /// 403 while the member is muted.
-    pub fn require_not_muted(&self, now: i64) -> ServiceResult<()> {
-        match self.membership.muted_until {
-            Some(until) if until > now => Err(ServiceError::forbidden(format!(
-                "You are muted until {}",
-                rfc3339(until)
-            ))),
-            _ => Ok(()),
-        }
+    /// 403 unless the member may post here: the one rule of [`crate::service::posting`]
+    /// (send permission, not muted) that send, edit, react and typing share.
+    pub fn require_may_post(&self, now: i64) -> ServiceResult<()> {
+        super::posting::in_context(&self.membership, now)
     }
 }
 

@@ -16,9 +16,9 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::events::{ContextType, Event, EventType, outbox};
 use crate::service::contexts::messages::{MessageView, context_type, view};
 use crate::service::contexts::{Access, Kind, non_member_error};
-use crate::service::conversations::{DirectMessageView, NOT_REACHABLE};
-use crate::service::roles::{Permission, Role};
-use crate::service::{ids, keys, moderation};
+use crate::service::conversations::DirectMessageView;
+use crate::service::roles::Role;
+use crate::service::{ids, keys, moderation, posting};
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -261,8 +261,7 @@ async fn context_send(
         membership: row.clone(),
         role: Role::parse(&row.role),
     };
-    access.require(Permission::SendMessages)?;
-    access.require_not_muted(now)?;
+    access.require_may_post(now)?;
     slow_mode(
         txn,
         &access,
@@ -353,9 +352,7 @@ fn direct_send(
         .conversations
         .get(&conversation_id)
         .ok_or_else(|| ServiceError::not_found("Conversation not found"))?;
-    if locked.blocks.contains(&(recipient_id, sender_id)) {
-        return Err(ServiceError::not_found(NOT_REACHABLE));
-    }
+    posting::in_conversation(locked.blocks.contains(&(recipient_id, sender_id)))?;
     let cursor = writes
         .direct_cursors
         .entry(conversation_id)

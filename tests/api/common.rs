@@ -719,6 +719,20 @@ impl WsClient {
         }
     }
 
+    /// Waits for the next frame that is not a presence change: the member's own presence
+    /// (online when its first socket opens) arrives whenever the server publishes it, so a
+    /// reply to a client frame may come after it.
+    pub async fn reply(&mut self, wait: std::time::Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self.next(left).await?;
+            if frame["type"] != "communication:presence_changed" {
+                return Some(frame);
+            }
+        }
+    }
+
     /// Waits (up to 5 s) for an event of `event_type`, skipping others; returns it.
     pub async fn expect(&mut self, event_type: &str) -> Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -33,7 +33,7 @@ async fn three_ways_to_sign_in_and_ping() {
     let mut by_query = server.ws(&ada).await;
     by_query.send(json!({"type": "ping"})).await;
     assert_eq!(
-        by_query.next(Duration::from_secs(5)).await.expect("pong")["type"],
+        by_query.reply(Duration::from_secs(5)).await.expect("pong")["type"],
         "pong"
     );
 
@@ -90,14 +90,14 @@ async fn three_ways_to_sign_in_and_ping() {
     // Unknown frames get an error frame, and the connection stays.
     by_query.send(json!({"type": "dance"})).await;
     let error = by_query
-        .next(Duration::from_secs(5))
+        .reply(Duration::from_secs(5))
         .await
         .expect("error frame");
     assert_eq!(error["type"], "error");
     assert_eq!(error["error"]["code"], "VALIDATION_ERROR");
     by_query.send(json!({"type": "ping"})).await;
     assert_eq!(
-        by_query.next(Duration::from_secs(5)).await.expect("pong")["type"],
+        by_query.reply(Duration::from_secs(5)).await.expect("pong")["type"],
         "pong"
     );
 }

@@ -54,6 +54,10 @@ pub struct Inner {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Rate limits (`BRIGHTCHAT_RATE_AUTH`, `BRIGHTCHAT_RATE_WRITE`).
     pub limits: crate::service::limits::Limits,
+    /// Prometheus series (served on `BRIGHTCHAT_METRICS_BIND`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The supervised background tasks (see [`crate::supervise`]).
+    pub tasks: Arc<crate::supervise::Tasks>,
 }
 
 impl AppState {
@@ -84,9 +88,11 @@ impl AppState {
             },
         ));
         registry.reload();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let plugins = crate::plugins::Plugins::new(
             registry,
             Arc::new(crate::plugins::DbStateStore::new(db.write.clone())),
+            metrics.clone(),
         );
         let limits = crate::service::limits::Limits::new(&config);
         Self(Arc::new(Inner {
@@ -108,6 +114,8 @@ impl AppState {
             lookups: Default::default(),
             writer: crate::service::writer::Writer::new(writer_shards),
             cluster,
+            metrics,
+            tasks: Default::default(),
         }))
     }
 }

@@ -55,3 +55,43 @@ async fn a_dead_task_shows_in_readyz_and_is_restarted() {
     assert!(event["seq"].as_i64().is_some_and(|seq| seq > 0), "{event}");
     assert!(!server.state.tasks.kill("no such task"));
 }
+
+#[tokio::test]
+async fn a_dead_cluster_listener_is_restarted_and_subscribes_again() {
+    use crate::common::RedisServer;
+    use serde_json::json;
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let a = TestServer::start_with(|c| c.redis_url = Some(url)).await;
+    let b = a.peer().await;
+    a.until_cluster_healthy().await;
+    b.until_cluster_healthy().await;
+
+    assert!(b.state.tasks.kill("cluster listener"));
+    let answer = b.get("/readyz", None).await;
+    answer.error(503, "SERVICE_UNAVAILABLE");
+    assert!(
+        answer.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cluster listener")),
+        "{}",
+        answer.body
+    );
+    ready_again(&b).await;
+    b.until_cluster_healthy().await;
+    assert_eq!(b.state.tasks.restarts("cluster listener"), 1);
+
+    // Typing, which only Redis carries, reaches B again.
+    let ada = a.member("Ada").await;
+    let bob = a.member("Bob").await;
+    let group = a.group(&ada, "Pair", &[&bob]).await;
+    let mut ada_ws = a.ws(&ada).await;
+    let mut bob_ws = b.ws(&bob).await;
+    ada_ws
+        .send(json!({"type": "typing_start", "contextType": "group", "contextId": group}))
+        .await;
+    let typing = bob_ws.expect("communication:typing_start").await;
+    assert_eq!(typing["data"], json!({"memberId": ada.id}));
+}

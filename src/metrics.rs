@@ -229,12 +229,9 @@ fn pool_use(connection: &sea_orm::DatabaseConnection) -> Option<(u32, usize)> {
 /// Middleware (a route layer, so the route is known): counts and times every answer.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // Both clones are cheap: a standard method is a tag, a matched path an `Arc<str>`.
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let status = match response.status().as_u16() {
         100..=199 => "1xx",
@@ -243,7 +240,8 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         400..=499 => "4xx",
         _ => "5xx",
     };
-    let labels = [method.as_str(), route.as_str(), status];
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let labels = [method.as_str(), route, status];
     let metrics = &state.metrics;
     metrics.http_requests.with_label_values(&labels).inc();
     metrics

@@ -1,4 +1,7 @@
-//! The command line: `brightchat [serve|migrate|schema|openapi|reindex|plugins]`.
+//! The command line: `brightchat [serve|migrate|backup|schema|openapi|reindex|plugins]`.
+//!
+//! Settings come from `BRIGHTCHAT_*` environment variables, read by [`Config::from_env`]
+//! (see docs/decisions.md for why not clap's `env`); `--help` lists them.
 
 use std::process::ExitCode;
 
@@ -9,11 +12,46 @@ use crate::config::{Config, LogFormat};
 /// BrightChat: a self-hostable, encrypted chat server. Configured by BRIGHTCHAT_*
 /// environment variables (see docs/operations.md).
 #[derive(Debug, Parser)]
-#[command(name = "brightchat", version, about)]
+#[command(name = "brightchat", version, about, after_help = ENVIRONMENT)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
+
+/// The settings, for `--help` (docs/operations.md says more).
+const ENVIRONMENT: &str = "\
+Environment (a bad value stops the start with one line naming the variable):
+  BRIGHTCHAT_BIND                          listen address [127.0.0.1:8080]
+  BRIGHTCHAT_METRICS_BIND                  Prometheus /metrics address [off]
+  BRIGHTCHAT_DATA_DIR                      SQLite file, server key, search index [./data]
+  BRIGHTCHAT_DATABASE_URL                  sqlite:... or postgres://... [SQLite in the data dir]
+  BRIGHTCHAT_SERVER_KEY                    server secret, 64 hex digits [<data dir>/server.key]
+  BRIGHTCHAT_REGISTRATION                  open | closed [open]
+  BRIGHTCHAT_TOKEN_TTL_SECS                bearer token lifetime [2592000]
+  BRIGHTCHAT_LOG                           log filter [info]
+  BRIGHTCHAT_LOG_FORMAT                    text | json [text]
+  BRIGHTCHAT_EVENT_RETENTION_SECS          resumable event window [300]
+  BRIGHTCHAT_IDLE_AFTER_SECS               quiet time before idle [300]
+  BRIGHTCHAT_WS_BUFFER                     per-connection queue [1024]
+  BRIGHTCHAT_WS_SEND_TIMEOUT_MS            frame send timeout [10000]
+  BRIGHTCHAT_LOCK_WAIT_MS                  longest wait for a busy context [5000]
+  BRIGHTCHAT_DB_POOL                       PostgreSQL connections per pool [16]
+  BRIGHTCHAT_HEADER_READ_TIMEOUT_SECS      request head timeout [10]
+  BRIGHTCHAT_KEEPALIVE_TIMEOUT_SECS        idle connection timeout [10]
+  BRIGHTCHAT_MAX_CONNECTIONS               open connection cap [10000]
+  BRIGHTCHAT_WS_MAX_CONNECTIONS_PER_MEMBER WebSockets per member [20]
+  BRIGHTCHAT_GRAPHQL_MAX_SUBSCRIPTIONS     operations per GraphQL socket [100]
+  BRIGHTCHAT_RATE_AUTH                     sign-ins per minute per address, 0 off [30]
+  BRIGHTCHAT_RATE_WRITE                    writes per minute per member, 0 off [600]
+  BRIGHTCHAT_TRUSTED_PROXIES               proxies whose X-Forwarded-For counts [none]
+  BRIGHTCHAT_CORS_ORIGINS                  browser origins, or * [none]
+  BRIGHTCHAT_PLUGINS_DIR                   moderation plugins [./plugins]
+  BRIGHTCHAT_PLUGIN_BUDGET_MS              budget of one hook call [100]
+  BRIGHTCHAT_MEILI_URL, BRIGHTCHAT_MEILI_KEY Meilisearch [embedded index]
+  BRIGHTCHAT_MEILI_INDEX                   Meilisearch index uid [brightchat_messages]
+  BRIGHTCHAT_REDIS_URL                     Redis linking several nodes [one node]
+  BRIGHTCHAT_REDIS_PREFIX                  Redis key prefix [brightchat]
+  BRIGHTCHAT_REDIS_NODE_TTL_SECS           node heartbeat lifetime [15]";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -21,6 +59,12 @@ enum Command {
     Serve,
     /// Run database migrations and exit.
     Migrate,
+    /// Write a consistent copy of the SQLite database to PATH while the server may run.
+    /// The copy holds no server key: back that up separately. PostgreSQL: use pg_dump.
+    Backup {
+        /// Where to write the copy; it must not exist yet.
+        path: std::path::PathBuf,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Print the OpenAPI document.
@@ -98,6 +142,9 @@ pub fn run() -> ExitCode {
                 json,
             } => crate::plugins::cli::run(&file, &hook, &ctx, state.as_deref(), json),
         },
+        Command::Backup { path } => {
+            with_config(move |config| async move { backup(&config, &path).await })
+        }
         Command::Migrate => with_config(|config| async move {
             std::fs::create_dir_all(&config.data_dir)?;
             let db = crate::db::connect(&config).await?;
@@ -164,6 +211,50 @@ async fn reindex(config: Config, channel: Option<uuid::Uuid>) -> anyhow::Result<
     }
 }
 
+/// `brightchat backup PATH`: `VACUUM INTO` through the server's own reader connections, so
+/// it reads one consistent snapshot (WAL) while writes go on.
+async fn backup(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, Statement};
+    if !config.is_sqlite() {
+        anyhow::bail!(
+            "backup copies SQLite databases only; for PostgreSQL use pg_dump (see docs/operations.md)"
+        );
+    }
+    if path.exists() {
+        anyhow::bail!("{} exists already; backup never overwrites", path.display());
+    }
+    if config.database_url.is_none() {
+        let file = config.data_dir.join("brightchat.db");
+        if !file.exists() {
+            anyhow::bail!("no database at {} (BRIGHTCHAT_DATA_DIR)", file.display());
+        }
+    }
+    let target = path
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("{}: not a UTF-8 path", path.display()))?;
+    let db = crate::db::connect(config).await?;
+    db.read
+        .execute_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            "VACUUM INTO ?",
+            [target.into()],
+        ))
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot write the backup to {target}: {err}"))?;
+    println!("wrote a consistent copy of the database to {target}");
+    eprintln!(
+        "\n\
+         WARNING: THE BACKUP DOES NOT HOLD THE SERVER KEY.\n\
+         Back up the server key separately ({key}) and keep it safe:\n\
+         without it the messages in this backup cannot be read.\n",
+        key = match &config.server_key_hex {
+            Some(_) => "the BRIGHTCHAT_SERVER_KEY variable".to_owned(),
+            None => format!("the file {}", config.data_dir.join("server.key").display()),
+        }
+    );
+    Ok(())
+}
+
 fn progress_bar() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -201,8 +292,10 @@ fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("BRIGHTCHAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, not for files and log collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

@@ -118,6 +118,9 @@ pub struct Config {
     /// ([`crate::events::outbox::REPLAY_LIMIT`]); not read from the environment (tests
     /// lower it).
     pub replay_limit: usize,
+    /// `BRIGHTCHAT_METRICS_BIND`, default unset (off): the address and port that serves
+    /// Prometheus metrics at `/metrics`, apart from the public listener.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// Which browser origins may call the API (CONTRACT.md "Operations").
@@ -167,6 +170,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             cors_origins: CorsOrigins::None,
             replay_limit: crate::events::outbox::REPLAY_LIMIT,
+            metrics_bind: None,
         }
     }
 
@@ -185,6 +189,12 @@ impl Config {
                 variable: "BRIGHTCHAT_BIND",
                 problem: format!("`{bind}` is not an address and port such as 127.0.0.1:8080"),
             })?;
+        }
+        if let Some(bind) = get("BRIGHTCHAT_METRICS_BIND") {
+            config.metrics_bind = Some(bind.trim().parse().map_err(|_| ConfigError {
+                variable: "BRIGHTCHAT_METRICS_BIND",
+                problem: format!("`{bind}` is not an address and port such as 127.0.0.1:9090"),
+            })?);
         }
         if let Some(url) = get("BRIGHTCHAT_DATABASE_URL") {
             let url = url.trim().to_owned();
@@ -455,6 +465,16 @@ mod tests {
         assert_eq!(config.header_read_timeout, Duration::from_secs(10));
         assert_eq!(config.keepalive_timeout, Duration::from_secs(10));
         assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.metrics_bind, None);
+    }
+
+    #[test]
+    fn metrics_bind_is_read() {
+        let config = from(&[("BRIGHTCHAT_METRICS_BIND", "127.0.0.1:9090")]).expect("valid");
+        assert_eq!(
+            config.metrics_bind.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9090")
+        );
     }
 
     #[test]
@@ -526,6 +546,7 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         for (var, value) in [
             ("BRIGHTCHAT_BIND", "nowhere"),
+            ("BRIGHTCHAT_METRICS_BIND", "9090"),
             ("BRIGHTCHAT_DATABASE_URL", "mysql://x"),
             ("BRIGHTCHAT_SERVER_KEY", "abc"),
             ("BRIGHTCHAT_REGISTRATION", "maybe"),

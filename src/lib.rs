@@ -11,12 +11,14 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod graphql;
+pub mod metrics;
 pub mod plugins;
 pub mod rest;
 pub mod search;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod supervise;
 pub mod time;
 
 use std::time::Duration;
@@ -109,9 +111,22 @@ async fn open_storage(config: &Config) -> anyhow::Result<(db::Db, crypto::Server
 /// Builds the application and serves it on the configured address until Ctrl-C/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
+    let metrics_bind = config.metrics_bind;
     let app = build(config).await?;
     let listener = listen(bind)
         .map_err(|err| anyhow::anyhow!("BRIGHTCHAT_BIND: cannot listen on {bind}: {err}"))?;
+    if let Some(metrics_bind) = metrics_bind {
+        let metrics = listen(metrics_bind).map_err(|err| {
+            anyhow::anyhow!("BRIGHTCHAT_METRICS_BIND: cannot listen on {metrics_bind}: {err}")
+        })?;
+        tracing::info!(address = %metrics_bind, "metrics are served at /metrics");
+        let state = app.state.clone();
+        tokio::spawn(async move {
+            if let Err(err) = metrics::serve(metrics, state, shutdown_signal()).await {
+                tracing::warn!(error = %err, "the metrics listener stopped");
+            }
+        });
+    }
     tracing::info!(address = %bind, "BrightChat is serving");
     serve_listener(listener, app.router, &app.state.config, shutdown_signal()).await?;
     tracing::info!("BrightChat stopped");
@@ -123,11 +138,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 fn spawn_janitor(state: AppState) {
     let idle_tick =
         (state.config.idle_after / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
-    // Both end once the server is gone (see `WeakState`).
-    let weak = state.downgrade();
-    drop(state);
-    let presence = weak.clone();
-    tokio::spawn(async move {
+    // Both end once the server is gone (see `WeakState`), and are restarted should they
+    // fail before (see `supervise`).
+    supervise::supervise(&state, "idle sweep", move |presence| async move {
         let mut tick = tokio::time::interval(idle_tick);
         loop {
             tick.tick().await;
@@ -139,7 +152,7 @@ fn spawn_janitor(state: AppState) {
             }
         }
     });
-    tokio::spawn(async move {
+    supervise::supervise(&state, "janitor", |weak| async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;

@@ -56,6 +56,10 @@ pub struct Inner {
     pub limits: crate::service::limits::Limits,
     /// Debounce of repeated `typing_start` frames (bounded).
     pub typing: crate::service::typing::TypingWindows,
+    /// Prometheus series (served on `BRIGHTCHAT_METRICS_BIND`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The supervised background tasks (see [`crate::supervise`]).
+    pub tasks: Arc<crate::supervise::Tasks>,
 }
 
 impl AppState {
@@ -86,9 +90,11 @@ impl AppState {
             },
         ));
         registry.reload();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let plugins = crate::plugins::Plugins::new(
             registry,
             Arc::new(crate::plugins::DbStateStore::new(db.write.clone())),
+            metrics.clone(),
         );
         let limits = crate::service::limits::Limits::new(&config);
         Self(Arc::new(Inner {
@@ -111,6 +117,8 @@ impl AppState {
             writer: crate::service::writer::Writer::new(writer_shards),
             typing: Default::default(),
             cluster,
+            metrics,
+            tasks: Default::default(),
         }))
     }
 }

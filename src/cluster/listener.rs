@@ -18,8 +18,26 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// How long a ping of a quiet subscription may take before it counts as lost.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(super) fn spawn(cluster: Arc<Cluster>, weak: WeakState) {
-    tokio::spawn(async move {
+/// Marks the subscription down when the listener ends, however it ends (a panic or an
+/// abort included), so the token cache is not trusted while nobody listens.
+struct Unhealthy(Arc<Cluster>);
+
+impl Drop for Unhealthy {
+    fn drop(&mut self) {
+        self.0.healthy.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Starts the listener under the supervisor (see [`crate::supervise`]).
+pub(super) fn spawn(cluster: Arc<Cluster>, state: &AppState) {
+    crate::supervise::supervise(state, "cluster listener", move |weak| {
+        listen(cluster.clone(), weak)
+    });
+}
+
+async fn listen(cluster: Arc<Cluster>, weak: WeakState) {
+    let _unhealthy = Unhealthy(cluster.clone());
+    {
         let channels = [
             cluster.key("wake"),
             cluster.key("ephemeral"),
@@ -79,7 +97,7 @@ pub(super) fn spawn(cluster: Arc<Cluster>, weak: WeakState) {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         cluster.healthy.store(false, Ordering::SeqCst);
-    });
+    }
 }
 
 async fn subscribe(cluster: &Cluster, channels: &[String]) -> Result<redis::aio::PubSub, String> {

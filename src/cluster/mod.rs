@@ -141,7 +141,7 @@ pub fn spawn(state: &AppState) {
     if let Some(rx) = rx {
         outgoing::spawn(cluster.clone(), rx, state.downgrade());
     }
-    listener::spawn(cluster.clone(), state.downgrade());
+    listener::spawn(cluster.clone(), state);
     presence::spawn_upkeep(cluster, state.downgrade());
 }
 

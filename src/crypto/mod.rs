@@ -73,6 +73,17 @@ pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> 
 }
 
 /// `N` bytes from the operating system's random source.
+/// 32 secret bytes (a cached epoch key, a derived MAC key) that are wiped when dropped, so
+/// a key evicted from a cache or a dropped codec leaves no copy in freed memory.
+#[derive(Clone)]
+pub struct Secret32(pub [u8; 32]);
+
+impl Drop for Secret32 {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     // The OS random source failing is not something the server can run without.

@@ -14,6 +14,13 @@ pub struct ServerKey {
     public: [u8; 33],
 }
 
+/// The secret is wiped when the key is dropped (k256's own `SecretKey` does the same).
+impl Drop for ServerKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
 impl std::fmt::Debug for ServerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerKey")
@@ -33,11 +40,10 @@ impl ServerKey {
 
     /// From 64 hex digits.
     pub fn from_hex(hex_secret: &str) -> Result<Self, CryptoError> {
-        let bytes = hex::decode(hex_secret).map_err(|_| CryptoError::InvalidSecretKey)?;
-        let secret: [u8; 32] = bytes
-            .try_into()
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_secret, secret.as_mut_slice())
             .map_err(|_| CryptoError::InvalidSecretKey)?;
-        Self::from_bytes(secret)
+        Self::from_bytes(*secret)
     }
 
     /// A fresh random key.
@@ -52,12 +58,12 @@ impl ServerKey {
     /// Reads `server.key` from `data_dir`, creating it (mode 0600) when absent.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
         let path = data_dir.join("server.key");
-        match std::fs::read_to_string(&path) {
+        match std::fs::read_to_string(&path).map(zeroize::Zeroizing::new) {
             Ok(text) => Self::from_hex(text.trim())
                 .map_err(|_| anyhow::anyhow!("{}: not a valid server key", path.display())),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                write_private(&path, &hex::encode(key.secret))?;
+                write_private(&path, &zeroize::Zeroizing::new(hex::encode(key.secret)))?;
                 tracing::info!(path = %path.display(), "created a new server key");
                 Ok(key)
             }

@@ -18,6 +18,7 @@ use super::{Event, EventBus, EventType};
 use crate::error::{ServiceError, ServiceResult};
 use crate::plugins::Hook;
 use crate::state::AppState;
+use crate::state::WeakState;
 use crate::time::now_ms;
 
 /// How often the relay looks for rows committed by other nodes when nothing woke it.
@@ -226,93 +227,126 @@ pub async fn settled(state: &AppState) -> ServiceResult<i64> {
 /// plugin defines `on_event`, each published batch also goes to [`super::on_event`],
 /// which runs the hooks once across all nodes.
 pub async fn spawn_relay(state: AppState) -> ServiceResult<()> {
-    let mut cursor = super::positions::Cursor::at(super::positions::settled(&state.db.read).await?);
+    let cursor = super::positions::Cursor::at(super::positions::settled(&state.db.read).await?);
     state.events.settled.store(cursor.last(), Ordering::Release);
-    super::router::spawn(state.events.router.clone(), state.events.bus.subscribe());
-    let weak = state.downgrade();
-    let hooks = super::on_event::spawn(state.downgrade());
-    drop(state);
-    tokio::spawn(async move {
-        // Ends once the server is gone (see `WeakState`).
-        while let Some(state) = weak.upgrade() {
-            // While a hole is waited on, look again soon.
-            let pause = if cursor.waiting() {
-                super::positions::GAP_RETRY
-            } else {
-                POLL
-            };
-            tokio::select! {
-                () = state.events.wake.notified() => {},
-                () = tokio::time::sleep(pause) => {},
-            }
-            loop {
-                let read = super::positions::read_after(&state.db.read, cursor.last(), BATCH).await;
-                let (rows, horizon) = match read {
-                    Ok(read) => read,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "the event relay cannot read the outbox");
-                        break;
-                    }
-                };
-                let full = rows.len() as u64 == BATCH;
-                let after = cursor.last();
-                let rows = cursor.admit(rows, horizon.as_ref());
-                let last = cursor.last();
-                let hooked = state.plugins.wants(Hook::Event);
-                let mut published = Vec::new();
-                for row in rows {
-                    if let Some(event) = parse(row) {
-                        let event = Arc::new(event);
-                        note_facts(&state, &event);
-                        if hooked {
-                            published.push(event.clone());
-                        }
-                        state.events.bus.publish(event);
-                    }
-                }
-                if hooked && last > after {
-                    let batch = super::on_event::Batch {
-                        after,
-                        last,
-                        events: published,
-                    };
-                    // Delivery never waits for plugins: while the hooks are a whole queue
-                    // behind, this batch's `on_event` calls are skipped.
-                    match hooks.try_send(batch) {
-                        Ok(()) => {}
-                        Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) => {
-                            tracing::warn!(
-                                first = batch.after + 1,
-                                last = batch.last,
-                                "on_event plugins are behind; skipping these events' hooks"
-                            );
-                        }
-                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                            tracing::warn!("the on_event task has stopped");
-                        }
-                    }
-                }
-                // A hole just seen: list the event writers that may fill it (after the
-                // read that showed it, see `positions`).
-                if cursor.needs_writers() {
-                    match super::positions::writers(&state.db.read).await {
-                        Ok(writers) => cursor.set_writers(writers),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "the event relay cannot list event writers");
-                        }
-                    }
-                }
-                state.events.settled.store(last, Ordering::Release);
-                if last > after {
-                    state.events.moved.notify_waiters();
-                }
-                if !full || cursor.waiting() {
-                    break;
-                }
+    let router = state.events.router.clone();
+    let mut first_bus = Some(state.events.bus.subscribe());
+    crate::supervise::supervise(&state, "event router", move |weak| {
+        // A restarted router missed what was published meanwhile: every connection
+        // resumes, as after a lag.
+        let bus = first_bus.take().or_else(|| {
+            weak.upgrade().map(|state| {
+                state.events.router.cut_all();
+                state.events.bus.subscribe()
+            })
+        });
+        let router = router.clone();
+        async move {
+            if let Some(bus) = bus {
+                super::router::run(router, bus).await;
             }
         }
     });
+    let hooks = super::on_event::spawn(state.downgrade());
+    let mut first_cursor = Some(cursor);
+    crate::supervise::supervise(&state, "event relay", move |weak| {
+        // A restarted relay goes on after what it published.
+        let cursor = first_cursor.take().unwrap_or_else(|| {
+            super::positions::Cursor::at(
+                weak.upgrade()
+                    .map_or(0, |state| state.events.settled.load(Ordering::Acquire)),
+            )
+        });
+        relay(weak, cursor, hooks.clone())
+    });
     Ok(())
+}
+
+/// The relay's loop; it ends once the server is gone (see `WeakState`).
+async fn relay(
+    weak: WeakState,
+    mut cursor: super::positions::Cursor,
+    hooks: super::on_event::Feed,
+) {
+    // Ends once the server is gone (see `WeakState`).
+    while let Some(state) = weak.upgrade() {
+        // While a hole is waited on, look again soon.
+        let pause = if cursor.waiting() {
+            super::positions::GAP_RETRY
+        } else {
+            POLL
+        };
+        tokio::select! {
+            () = state.events.wake.notified() => {},
+            () = tokio::time::sleep(pause) => {},
+        }
+        loop {
+            let read = super::positions::read_after(&state.db.read, cursor.last(), BATCH).await;
+            let (rows, horizon) = match read {
+                Ok(read) => read,
+                Err(err) => {
+                    tracing::warn!(error = %err, "the event relay cannot read the outbox");
+                    break;
+                }
+            };
+            let full = rows.len() as u64 == BATCH;
+            let after = cursor.last();
+            let rows = cursor.admit(rows, horizon.as_ref());
+            let last = cursor.last();
+            let hooked = state.plugins.wants(Hook::Event);
+            let mut published = Vec::new();
+            state.metrics.events_relayed.inc_by(rows.len() as u64);
+            for row in rows {
+                if let Some(event) = parse(row) {
+                    let event = Arc::new(event);
+                    note_facts(&state, &event);
+                    if hooked {
+                        published.push(event.clone());
+                    }
+                    state.events.bus.publish(event);
+                }
+            }
+            if hooked && last > after {
+                let batch = super::on_event::Batch {
+                    after,
+                    last,
+                    events: published,
+                };
+                // Delivery never waits for plugins: while the hooks are a whole queue
+                // behind, this batch's `on_event` calls are skipped.
+                match hooks.try_send(batch) {
+                    Ok(()) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) => {
+                        tracing::warn!(
+                            first = batch.after + 1,
+                            last = batch.last,
+                            "on_event plugins are behind; skipping these events' hooks"
+                        );
+                    }
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                        tracing::warn!("the on_event task has stopped");
+                    }
+                }
+            }
+            // A hole just seen: list the event writers that may fill it (after the
+            // read that showed it, see `positions`).
+            if cursor.needs_writers() {
+                match super::positions::writers(&state.db.read).await {
+                    Ok(writers) => cursor.set_writers(writers),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the event relay cannot list event writers");
+                    }
+                }
+            }
+            state.events.settled.store(last, Ordering::Release);
+            if last > after {
+                state.events.moved.notify_waiters();
+            }
+            if !full || cursor.waiting() {
+                break;
+            }
+        }
+    }
 }
 
 /// Deletes events older than the retention window.

@@ -415,10 +415,10 @@ impl Index {
     }
 }
 
-/// Starts the router's task on `bus` (a receiver taken before anything is published). It
-/// ends when the bus closes.
-pub fn spawn(router: Arc<Router>, mut bus: broadcast::Receiver<Arc<Event>>) {
-    tokio::spawn(async move {
+/// The router's task on `bus` (a receiver taken before anything is published). It ends
+/// when the bus closes.
+pub async fn run(router: Arc<Router>, mut bus: broadcast::Receiver<Arc<Event>>) {
+    {
         loop {
             let due = router.presence_due();
             let received = tokio::select! {
@@ -443,7 +443,7 @@ pub fn spawn(router: Arc<Router>, mut bus: broadcast::Receiver<Arc<Event>>) {
                 }
             }
         }
-    });
+    }
 }
 
 async fn sleep_until(due: Option<Instant>) {

@@ -287,15 +287,22 @@ pub struct Plugins {
     /// async workers off this machine's cores; beyond the bound, calls wait (asynchronously)
     /// for a slot.
     runs: Arc<tokio::sync::Semaphore>,
+    /// Where calls are counted and timed.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Plugins {
-    pub fn new(registry: Arc<Registry>, state: Arc<dyn StateStore>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        state: Arc<dyn StateStore>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             registry,
             state,
             runs: Arc::new(tokio::sync::Semaphore::new((cores * 2).max(4))),
+            metrics,
         }
     }
 
@@ -340,6 +347,7 @@ impl Plugins {
                 ..Verdict::default()
             }
         });
+        self.metrics.plugin_call(hook.function(), started);
         tracing::trace!(
             hook = hook.function(),
             elapsed_us = started.elapsed().as_micros() as u64,

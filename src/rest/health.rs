@@ -21,13 +21,19 @@ pub async fn healthz() -> Reply<Health> {
     Reply::ok(Health { status: "ok" }, "Serving")
 }
 
-/// 200 only when the database, the search backend and (when configured) Redis answer.
+/// 200 only when every supervised background task runs and the database, the search
+/// backend and (when configured) Redis answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Envelope<Health>),
-        (status = 503, description = "A dependency does not answer", body = ErrorEnvelope),
+        (status = 503, description = "A dependency does not answer, or a background task is down", body = ErrorEnvelope),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Reply<Health>, ServiceError> {
+    if let Some(task) = state.tasks.first_down() {
+        return Err(ServiceError::Unavailable(format!(
+            "The background task `{task}` is down; it is being restarted"
+        )));
+    }
     if !state.db.ping().await {
         return Err(ServiceError::Unavailable(
             "The database does not answer".into(),

@@ -184,6 +184,11 @@ pub fn router(state: AppState) -> Router {
                 }
             }),
         )
+        // Counted per matched route, so only requests that found one.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

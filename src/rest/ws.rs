@@ -134,6 +134,7 @@ async fn session(state: AppState, socket: WebSocket, actor: Option<Actor>, resum
             }
         },
     };
+    let _open = state.metrics.websocket("events");
     let member = actor.member_id;
     let limit = state.config.ws_max_connections_per_member;
     let Some(_slot) = state.connections.acquire(member, limit) else {

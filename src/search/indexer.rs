@@ -64,9 +64,7 @@ pub struct CatchUp {
 /// Starts the indexer for this node. It also carries out rebuilds that
 /// `brightchat reindex` asks for while the server runs.
 pub fn spawn(state: AppState) {
-    let weak = state.downgrade();
-    drop(state);
-    tokio::spawn(async move {
+    crate::supervise::supervise(&state, "search indexer", |weak| async move {
         let mut backoff = Duration::from_millis(250);
         // Requests made before this start were served by the command itself.
         let mut served = match weak.upgrade() {

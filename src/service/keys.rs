@@ -32,7 +32,8 @@ use crate::time::{now_ms, rfc3339};
 
 /// Unwrapped epoch keys by (context, epoch).
 pub struct EpochKeyCache {
-    cache: quick_cache::sync::Cache<(Uuid, i32), EpochKey>,
+    /// Wiped when evicted or dropped.
+    cache: quick_cache::sync::Cache<(Uuid, i32), crypto::Secret32>,
 }
 
 impl EpochKeyCache {
@@ -71,14 +72,17 @@ pub async fn epoch_key(
     epoch: i32,
 ) -> ServiceResult<EpochKey> {
     if let Some(key) = state.epoch_keys.cache.get(&(context_id, epoch)) {
-        return Ok(key);
+        return Ok(key.0);
     }
     let row = epoch_key::Entity::find_by_id((context_id, epoch))
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::internal(format!("missing epoch {epoch} of {context_id}")))?;
     let key = unwrap_server_copy(state, &row.wrapped_for_server)?;
-    state.epoch_keys.cache.insert((context_id, epoch), key);
+    state
+        .epoch_keys
+        .cache
+        .insert((context_id, epoch), crypto::Secret32(key));
     Ok(key)
 }
 
@@ -264,10 +268,13 @@ async fn make_copies(
                 .into_iter()
                 .map(|row| {
                     let key = match worker.epoch_keys.cache.get(&(context_id, row.epoch)) {
-                        Some(key) => key,
+                        Some(key) => key.0,
                         None => {
                             let key = unwrap_server_copy(&worker, &row.wrapped_for_server)?;
-                            worker.epoch_keys.cache.insert((context_id, row.epoch), key);
+                            worker
+                                .epoch_keys
+                                .cache
+                                .insert((context_id, row.epoch), crypto::Secret32(key));
                             key
                         }
                     };

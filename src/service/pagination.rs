@@ -85,7 +85,8 @@ impl<T> Page<T> {
 /// Makes and checks cursors.
 #[derive(Clone)]
 pub struct CursorCodec {
-    key: [u8; 32],
+    /// Wiped on drop.
+    key: crate::crypto::Secret32,
 }
 
 const MAC_LEN: usize = 16;
@@ -93,11 +94,13 @@ const PAYLOAD_LEN: usize = 1 + 8 + 16;
 
 impl CursorCodec {
     pub fn new(key: [u8; 32]) -> Self {
-        Self { key }
+        Self {
+            key: crate::crypto::Secret32(key),
+        }
     }
 
     fn hmac(&self, scope: &str, payload: &[u8]) -> hmac::Hmac<sha2::Sha256> {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key.0)
             .expect("HMAC takes a key of any length");
         mac.update(scope.as_bytes());
         mac.update(&[0]);

@@ -277,6 +277,12 @@ impl TestServer {
         Self::serve(config, dir, None).await
     }
 
+    /// A server with exactly `config` (its data dir is the caller's; `dir` is kept alive).
+    pub async fn start_config(config: Config, dir: tempfile::TempDir) -> Self {
+        init_logging();
+        Self::serve(config, dir, None).await
+    }
+
     async fn serve(config: Config, dir: tempfile::TempDir, log: Option<tracing::Dispatch>) -> Self {
         let app = brightchat::build(config.clone())
             .await

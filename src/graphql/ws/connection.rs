@@ -36,6 +36,8 @@ pub(super) struct Connection {
     actor: Option<Actor>,
     /// Held while signed in: counts against the member's connection limit.
     slot: Option<ConnectionSlot>,
+    /// Counts this socket in `brightchat_websocket_connections` while it is open.
+    _open: crate::metrics::OpenSocket,
     /// Running operations: id → (generation, handle that stops it).
     running: HashMap<String, (u64, AbortHandle)>,
     generation: u64,
@@ -54,6 +56,7 @@ impl Connection {
         socket: WebSocket,
         client: std::net::IpAddr,
     ) -> Self {
+        let open = state.metrics.websocket("graphql");
         Self {
             state,
             schema,
@@ -61,6 +64,7 @@ impl Connection {
             socket,
             actor: None,
             slot: None,
+            _open: open,
             running: HashMap::new(),
             generation: 0,
             streams: SelectAll::new(),

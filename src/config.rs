@@ -58,7 +58,7 @@ pub struct Config {
     /// node silent for longer is taken as dead and its members' connections are dropped.
     pub redis_node_ttl: Duration,
     /// `BRIGHTCHAT_SERVER_KEY`: the server's secp256k1 secret in hex; unset: key file.
-    pub server_key_hex: Option<String>,
+    pub server_key_hex: Option<SecretHex>,
     /// `BRIGHTCHAT_REGISTRATION` (`open` | `closed`), default `open`.
     pub registration: Registration,
     /// `BRIGHTCHAT_TOKEN_TTL_SECS`, default 30 days: how long a bearer token lives.
@@ -121,6 +121,30 @@ pub struct Config {
     /// `BRIGHTCHAT_METRICS_BIND`, default unset (off): the address and port that serves
     /// Prometheus metrics at `/metrics`, apart from the public listener.
     pub metrics_bind: Option<SocketAddr>,
+}
+
+/// A secret given as hex (`BRIGHTCHAT_SERVER_KEY`): shown as `[redacted]` by `Debug`, so
+/// printing a configuration never prints the key, and wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHex(zeroize::Zeroizing<String>);
+
+impl SecretHex {
+    /// The hex digits.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretHex {
+    fn from(hex: String) -> Self {
+        Self(zeroize::Zeroizing::new(hex))
+    }
+}
+
+impl std::fmt::Debug for SecretHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// Which browser origins may call the API (CONTRACT.md "Operations").
@@ -267,7 +291,7 @@ impl Config {
                 variable: "BRIGHTCHAT_SERVER_KEY",
                 problem: "must be a secp256k1 secret key as 64 hex digits".into(),
             })?;
-            config.server_key_hex = Some(key.trim().to_owned());
+            config.server_key_hex = Some(key.trim().to_owned().into());
         }
         if let Some(value) = get("BRIGHTCHAT_REGISTRATION") {
             config.registration = match value.trim() {
@@ -576,5 +600,16 @@ mod tests {
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");
             assert!(!err.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn the_server_key_is_never_printed() {
+        let hex = "11".repeat(32);
+        let config = from(&[("BRIGHTCHAT_SERVER_KEY", hex.as_str())]).expect("config");
+        assert_eq!(
+            config.server_key_hex.as_ref().map(SecretHex::expose),
+            Some(hex.as_str())
+        );
+        assert!(!format!("{config:?}").contains(&hex));
     }
 }

@@ -95,7 +95,7 @@ async fn open_storage(config: &Config) -> anyhow::Result<(db::Db, crypto::Server
         )
     })?;
     let server_key = match &config.server_key_hex {
-        Some(hex_key) => crypto::ServerKey::from_hex(hex_key).map_err(|_| {
+        Some(hex_key) => crypto::ServerKey::from_hex(hex_key.expose()).map_err(|_| {
             anyhow::anyhow!("BRIGHTCHAT_SERVER_KEY: not a valid secp256k1 secret key")
         })?,
         None => crypto::ServerKey::load_or_create(&config.data_dir)?,

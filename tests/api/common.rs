@@ -272,7 +272,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = self.config.clone();
         config.database_url = Some(self.config.effective_database_url());
-        config.server_key_hex = Some(hex::encode(self.state.server_key.secret_bytes()));
+        config.server_key_hex = Some(hex::encode(self.state.server_key.secret_bytes()).into());
         config.data_dir = dir.path().join("data");
         Self::serve(config, dir, None).await
     }

@@ -37,7 +37,7 @@ async fn a_different_server_key_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::with_data_dir(dir.path().join("data"));
     let server = crate::common::TestServer::start_with(|c| {
-        c.server_key_hex = Some(hex::encode([0x11u8; 32]));
+        c.server_key_hex = Some(hex::encode([0x11u8; 32]).into());
         // Another node on the same database (with a data dir of its own: one embedded
         // search index per process).
         config.database_url = Some(c.effective_database_url());
@@ -47,7 +47,7 @@ async fn a_different_server_key_is_refused() {
     drop(ada);
 
     // Same database, another key: the start is refused with a clear reason.
-    config.server_key_hex = Some(hex::encode([0x22u8; 32]));
+    config.server_key_hex = Some(hex::encode([0x22u8; 32]).into());
     let err = match brightchat::build(config.clone()).await {
         Ok(_) => panic!("a node with another key must not start"),
         Err(err) => err.to_string(),
@@ -55,6 +55,6 @@ async fn a_different_server_key_is_refused() {
     assert!(err.contains("server key"), "{err}");
 
     // The right key starts fine.
-    config.server_key_hex = Some(hex::encode([0x11u8; 32]));
+    config.server_key_hex = Some(hex::encode([0x11u8; 32]).into());
     brightchat::build(config).await.expect("same key starts");
 }

@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod graphql;
+pub mod http;
 pub mod plugins;
 pub mod rest;
 pub mod search;
@@ -62,7 +63,7 @@ async fn start(state: AppState) -> anyhow::Result<App> {
     search::indexer::spawn(state.clone());
     plugins::watch::spawn(&state.plugins.registry);
     spawn_janitor(state.clone());
-    let router = rest::router(state.clone());
+    let router = rest::router(state.clone(), graphql::routes(&state));
     Ok(App { router, state })
 }
 

@@ -30,35 +30,11 @@ use crate::state::AppState;
 
 /// Close code: not signed in.
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
-/// Close code: too slow to keep up.
-pub const CLOSE_TOO_SLOW: u16 = 4008;
+pub use crate::http::{
+    CLOSE_TOO_BIG, CLOSE_TOO_SLOW, MAX_CLIENT_MESSAGE, TOO_BIG_REASON, close_for_read_error,
+};
 /// How long an unauthenticated connection may wait before its auth frame.
 const AUTH_WINDOW: Duration = Duration::from_secs(5);
-/// Largest client message (and frame) in bytes on a socket; the GraphQL socket uses the
-/// same. A client sending more is closed with [`CLOSE_TOO_BIG`].
-pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-/// Close code for a client message over [`MAX_CLIENT_MESSAGE`] (RFC 6455 1009, Message Too
-/// Big).
-pub const CLOSE_TOO_BIG: u16 = 1009;
-/// The close reason sent with [`CLOSE_TOO_BIG`].
-pub const TOO_BIG_REASON: &str = "message too big: at most 16384 bytes";
-
-/// The close frame owed to a client whose message could not be read, if one can still be
-/// sent: 1009 for a message or frame over [`MAX_CLIENT_MESSAGE`], 1007 for a text frame
-/// that is not UTF-8, 1002 for other protocol violations. `None` when the connection is
-/// gone (nothing can be sent).
-///
-/// The size limit is enforced by tungstenite as soon as a frame header announces too many
-/// bytes, so the server never buffers an oversized frame.
-pub fn close_for_read_error(err: &axum::Error) -> Option<(u16, &'static str)> {
-    let source = std::error::Error::source(err)?;
-    match source.downcast_ref::<tungstenite::Error>()? {
-        tungstenite::Error::Capacity(_) => Some((CLOSE_TOO_BIG, TOO_BIG_REASON)),
-        tungstenite::Error::Utf8(_) => Some((1007, "a text frame is not valid UTF-8")),
-        tungstenite::Error::Protocol(_) => Some((1002, "WebSocket protocol error")),
-        _ => None,
-    }
-}
 
 /// Query parameters of `GET /api/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

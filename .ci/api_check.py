@@ -6,10 +6,10 @@
       checks it covers every route: each (method, path) has an operationId, no operationId
       repeats, and the generated package has a module for each. Exits 1 otherwise.
 
-  api_check.py member BASE_URL
+  api_check.py member BASE_URL CONFIG.toml
       Registers a member on a running server, signs in (ECDSA challenge, as clients do),
-      gives it a group and a channel with a message each so routes have real ids, and prints
-      the bearer token on stdout.
+      gives it a group, a channel and a direct conversation with a message each, and writes
+      a schemathesis config: the bearer token as a header, the real ids for path parameters.
 """
 
 import hashlib
@@ -92,7 +92,7 @@ def call(base, method, path, body=None, token=None):
         return json.load(answer)["data"]
 
 
-def make_member(base):
+def make_member(base, config_path):
     import coincurve
 
     def register(name):
@@ -112,19 +112,39 @@ def make_member(base):
     _, friend = register("friend")
     token = sign_in(key, member_id)
     group = call(base, "POST", "/api/groups", {"name": "fuzz group", "memberIds": [friend]}, token)
-    call(base, "POST", f"/api/groups/{group['id']}/messages", {"content": "hello"}, token)
+    group_message = call(base, "POST", f"/api/groups/{group['id']}/messages",
+                         {"content": "hello"}, token)
     channel = call(base, "POST", "/api/channels",
                    {"name": "fuzz", "visibility": "public", "historyVisible": True}, token)
-    call(base, "POST", f"/api/channels/{channel['id']}/messages", {"content": "hello"}, token)
-    print(token)
+    channel_message = call(base, "POST", f"/api/channels/{channel['id']}/messages",
+                           {"content": "hello"}, token)
+    dm = call(base, "POST", "/api/conversations", {"recipientId": friend, "content": "hi"}, token)
+    ids = {
+        "groupId": [group["id"]],
+        "channelId": [channel["id"]],
+        "messageId": [group_message["id"], channel_message["id"], dm["id"]],
+        "memberId": [member_id, friend],
+        "id": [friend],
+        "conversationId": [dm["conversationId"]],
+    }
+    # schemathesis.toml: the token as a header, and the real ids offered for the path
+    # parameters most of the time (random and malformed ones the rest).
+    lines = ["[headers]", f'Authorization = "Bearer {token}"', ""]
+    for name, values in ids.items():
+        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
+    lines.append("[parameters]")
+    for name in ids:
+        lines.append(f'"path.{name}" = {{ dictionary = "{name}", probability = 0.7 }}')
+    with open(config_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
     return 0
 
 
 def main(argv):
     if len(argv) == 3 and argv[1] == "client":
         return check_client(argv[2])
-    if len(argv) == 3 and argv[1] == "member":
-        return make_member(argv[2].rstrip("/"))
+    if len(argv) == 4 and argv[1] == "member":
+        return make_member(argv[2].rstrip("/"), argv[3])
     print(__doc__, file=sys.stderr)
     return 2
 

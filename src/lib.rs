@@ -10,6 +10,8 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graphql;
 pub mod http;
 pub mod plugins;

@@ -240,6 +240,77 @@ struct ContextFrame {
     context_id: Uuid,
 }
 
+/// A client frame on `/api/events`, parsed (no I/O: the fuzz target drives this).
+#[derive(Debug)]
+pub enum ClientFrame {
+    /// `{"type":"ping"}`.
+    Ping,
+    /// `{"type":"typing_start"|"typing_stop","contextType","contextId"}`.
+    Typing {
+        start: bool,
+        context_type: ContextType,
+        context_id: Uuid,
+    },
+    /// `{"type":"presence","status"}`.
+    Presence(SetPresence),
+    /// `{"type":"auth",…}` on a socket already signed in: ignored.
+    Auth,
+    /// Anything else: answered with this error frame. `limited` when it claimed to be a
+    /// typing or presence frame, which spend the write limit valid or not.
+    Invalid { limited: bool, error: ServiceError },
+}
+
+impl ClientFrame {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Self {
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(_) => {
+                return Self::Invalid {
+                    limited: false,
+                    error: ServiceError::validation("frames must be JSON objects"),
+                };
+            }
+        };
+        let invalid = |kind: &str, err: serde_json::Error| Self::Invalid {
+            limited: true,
+            error: ServiceError::validation(format!("invalid {kind} frame: {err}")),
+        };
+        match value["type"].as_str() {
+            Some("ping") => Self::Ping,
+            Some(kind @ ("typing_start" | "typing_stop")) => {
+                match serde_json::from_value::<ContextFrame>(value.clone()) {
+                    Ok(frame) => Self::Typing {
+                        start: kind == "typing_start",
+                        context_type: frame.context_type,
+                        context_id: frame.context_id,
+                    },
+                    Err(err) => invalid(kind, err),
+                }
+            }
+            Some("presence") => match serde_json::from_value::<SetPresence>(value.clone()) {
+                Ok(input) => Self::Presence(input),
+                Err(err) => invalid("presence", err),
+            },
+            Some("auth") => Self::Auth,
+            _ => Self::Invalid {
+                limited: false,
+                error: ServiceError::validation(
+                    "unknown frame type; expected ping, typing_start, typing_stop or presence",
+                ),
+            },
+        }
+    }
+
+    /// Whether the frame spends the member's write limit (typing and presence frames).
+    pub fn spends_write_limit(&self) -> bool {
+        matches!(
+            self,
+            Self::Typing { .. } | Self::Presence(_) | Self::Invalid { limited: true, .. }
+        )
+    }
+}
+
 /// Handles one client frame; returns the reply, if any. Typing and presence frames spend
 /// the member's write limit; over it they get a `RATE_LIMITED` error frame with
 /// `retryAfter` (seconds) and the socket stays open. Pings are free.
@@ -247,51 +318,24 @@ async fn client_frame(state: &AppState, actor: &Actor, text: &str) -> Option<Val
     if let Err(err) = presence::active(state, actor.member_id).await {
         tracing::warn!(error = %err, "presence update failed");
     }
-    let value: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(_) => {
-            return Some(error_frame(&ServiceError::validation(
-                "frames must be JSON objects",
-            )));
-        }
-    };
-    let kind = value["type"].as_str();
-    if matches!(kind, Some("typing_start" | "typing_stop" | "presence")) {
+    let frame = ClientFrame::parse(text);
+    if frame.spends_write_limit() {
         let key = actor.member_id.to_string();
         let cluster = state.cluster.as_deref();
         if let Err(err) = state.limits.write.check(cluster, &key, 1).await {
             return Some(error_frame(&err));
         }
     }
-    let result = match kind {
-        Some("ping") => return Some(json!({"type": "pong"})),
-        Some(kind @ ("typing_start" | "typing_stop")) => {
-            match serde_json::from_value::<ContextFrame>(value.clone()) {
-                Ok(frame) => {
-                    typing::typing(
-                        state,
-                        actor,
-                        kind == "typing_start",
-                        frame.context_type,
-                        frame.context_id,
-                    )
-                    .await
-                }
-                Err(err) => Err(ServiceError::validation(format!(
-                    "invalid {kind} frame: {err}"
-                ))),
-            }
-        }
-        Some("presence") => match serde_json::from_value::<SetPresence>(value.clone()) {
-            Ok(input) => presence::set(state, actor, input).await.map(|_| ()),
-            Err(err) => Err(ServiceError::validation(format!(
-                "invalid presence frame: {err}"
-            ))),
-        },
-        Some("auth") => Ok(()),
-        _ => Err(ServiceError::validation(
-            "unknown frame type; expected ping, typing_start, typing_stop or presence",
-        )),
+    let result = match frame {
+        ClientFrame::Ping => return Some(json!({"type": "pong"})),
+        ClientFrame::Typing {
+            start,
+            context_type,
+            context_id,
+        } => typing::typing(state, actor, start, context_type, context_id).await,
+        ClientFrame::Presence(input) => presence::set(state, actor, input).await.map(|_| ()),
+        ClientFrame::Auth => Ok(()),
+        ClientFrame::Invalid { error, .. } => Err(error),
     };
     result.err().map(|err| error_frame(&err))
 }
@@ -309,4 +353,40 @@ fn error_frame(err: &ServiceError) -> Value {
         frame["error"]["retryAfter"] = json!(retry_after_secs);
     }
     frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientFrame;
+
+    #[test]
+    fn client_frames_parse_without_io() {
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"ping"}"#),
+            ClientFrame::Ping
+        ));
+        let typing = ClientFrame::parse(
+            r#"{"type":"typing_stop","contextType":"group","contextId":"01a232b7-ae11-7719-b7c4-2bb9dce01d03"}"#,
+        );
+        assert!(matches!(typing, ClientFrame::Typing { start: false, .. }));
+        assert!(typing.spends_write_limit());
+        // A broken typing frame still spends the limit; broken JSON and pings do not.
+        let broken = ClientFrame::parse(r#"{"type":"typing_start","contextId":"x"}"#);
+        assert!(matches!(broken, ClientFrame::Invalid { limited: true, .. }));
+        for text in [
+            "",
+            "[",
+            "null",
+            "{\"type\":7}",
+            "\u{0}",
+            r#"{"type":"ping"}"#,
+        ] {
+            let frame = ClientFrame::parse(text);
+            assert!(!frame.spends_write_limit(), "{text:?}");
+        }
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"presence","status":"dnd"}"#),
+            ClientFrame::Presence(_)
+        ));
+    }
 }

@@ -64,7 +64,10 @@ pub fn request_json(data: &[u8]) {
     if let Some(body) = read::<channels::CreateChannel>(data) {
         let _ = validate::channel_name(&body.name);
     }
-    let _ = read::<channels::UpdateChannel>(data);
+    if let Some(body) = read::<channels::UpdateChannel>(data) {
+        let _ = body.name.as_deref().map(validate::channel_name);
+        let _ = body.topic.as_deref().map(validate::topic);
+    }
     let _ = read::<channels::CreateInvite>(data);
     if let Some(body) = read::<contexts::messages::ContentRequest>(data) {
         let _ = validate::message_content(&body.content);
@@ -72,7 +75,9 @@ pub fn request_json(data: &[u8]) {
     if let Some(body) = read::<contexts::messages::ReactionRequest>(data) {
         let _ = validate::emoji(&body.emoji);
     }
-    let _ = read::<contexts::MuteRequest>(data);
+    if let Some(body) = read::<contexts::MuteRequest>(data) {
+        let _ = validate::mute_duration(body.duration_ms);
+    }
     let _ = read::<contexts::AssignRole>(data);
     let _ = read::<presence::SetPresence>(data);
     let _ = read::<async_graphql::Request>(data);
@@ -91,5 +96,44 @@ pub fn ws_frame(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let frame = crate::rest::ws::ClientFrame::parse(text);
         let _ = frame.spends_write_limit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        // The fuzz targets' entry points on the stable toolchain: a quick pass of random
+        // input in `cargo test`, the long runs are cargo-fuzz's (docs/fuzzing.md).
+        #[test]
+        fn entry_points_take_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            super::cursor(&data);
+            super::request_json(&data);
+            super::ws_frame(&data);
+        }
+
+        #[test]
+        fn entry_points_take_json_like_text(text in r#"[{}\[\]":,a-zA-Z0-9_ \\-]{0,120}"#) {
+            super::request_json(text.as_bytes());
+            super::ws_frame(text.as_bytes());
+        }
+    }
+
+    /// Frames and bodies that reach the deeper branches, kept as regression cases.
+    #[test]
+    fn known_inputs_do_not_panic() {
+        for input in [
+            r#"{"type":"typing_start","contextType":"channel","contextId":"01a232b7-ae11-7719-b7c4-2bb9dce01d03"}"#,
+            r#"{"type":"presence","status":"online"}"#,
+            r#"{"content":"\u202e"}"#,
+            r#"{"emoji":"\ud83d\udc4d"}"#,
+            r#"{"durationMs":-9223372036854775808}"#,
+            r#"{"query":"{ me { id } }","variables":{}}"#,
+        ] {
+            super::request_json(input.as_bytes());
+            super::ws_frame(input.as_bytes());
+            super::cursor(input.as_bytes());
+        }
     }
 }

@@ -10,7 +10,10 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graphql;
+pub mod http;
 pub mod metrics;
 pub mod plugins;
 pub mod rest;
@@ -64,7 +67,7 @@ async fn start(state: AppState) -> anyhow::Result<App> {
     search::indexer::spawn(state.clone());
     plugins::watch::spawn(&state.plugins.registry);
     spawn_janitor(state.clone());
-    let router = rest::router(state.clone());
+    let router = rest::router(state.clone(), graphql::routes(&state));
     Ok(App { router, state })
 }
 

@@ -20,7 +20,7 @@ use async_graphql::{ServerError, ServerResult, Variables};
 
 /// Longest document accepted, in bytes: the HTTP body limit, so that GET and the sockets
 /// accept no more than POST does.
-pub const MAX_DOCUMENT_BYTES: usize = crate::rest::MAX_BODY_BYTES;
+pub const MAX_DOCUMENT_BYTES: usize = crate::http::MAX_BODY_BYTES;
 /// Deepest nesting of `{`, `[` and `(` accepted anywhere in a document. Selection depth is
 /// limited further (to [`super::MAX_DEPTH`]) once the document is parsed; this bound only
 /// keeps the parser's recursion far from the stack's end.

@@ -32,7 +32,7 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let client = crate::rest::limit::request_client(&state, connect.as_deref(), &headers);
+    let client = crate::http::request_client(&state, connect.as_deref(), &headers);
     let body = match body {
         Ok(body) => body,
         Err(BytesRejection::FailedToBufferBody(failed))
@@ -40,7 +40,7 @@ pub async fn post(
         {
             return refuse(&ServiceError::PayloadTooLarge(format!(
                 "The request body is larger than {} bytes",
-                crate::rest::MAX_BODY_BYTES
+                crate::http::MAX_BODY_BYTES
             )));
         }
         Err(_) => {
@@ -72,7 +72,7 @@ pub async fn get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let client = crate::rest::limit::request_client(&state, connect.as_deref(), &headers);
+    let client = crate::http::request_client(&state, connect.as_deref(), &headers);
     let Some(query) = query.filter(|q| has_query_param(q)) else {
         return graphiql().into_response();
     };
@@ -133,7 +133,7 @@ async fn run(
     request: async_graphql::Request,
 ) -> Response {
     let mut request = request.data(ClientAddr(client));
-    if let Some(token) = crate::rest::auth::bearer_token(headers) {
+    if let Some(token) = crate::http::bearer_token(headers) {
         match auth::authenticate(state, &token).await {
             Ok(actor) => request = request.data(actor),
             Err(err) => {

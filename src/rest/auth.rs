@@ -1,7 +1,6 @@
 //! Sign-in routes and the middleware that turns a bearer token into an [`Actor`].
 
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -34,14 +33,7 @@ pub async fn require_auth(
     }
 }
 
-/// The token of an `Authorization: Bearer …` header, if there is one.
-pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-}
+pub use crate::http::bearer_token;
 
 /// Issue a sign-in challenge.
 #[utoipa::path(post, path = "/api/auth/challenge", tag = "auth",

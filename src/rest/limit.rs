@@ -3,15 +3,14 @@
 //! every other non-GET route. Both run before the handler, so a refused request does
 //! nothing.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::service::Actor;
-use crate::service::limits::client_addr;
 use crate::state::AppState;
 
 /// Whether `method` writes (anything but GET, HEAD and OPTIONS).
@@ -19,16 +18,7 @@ pub fn is_write(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The client address of a request: see [`client_addr`]. The peer comes from the server's
-/// `ConnectInfo` (always there when served by [`crate::server`]).
-pub fn request_client(
-    state: &AppState,
-    connect: Option<&ConnectInfo<SocketAddr>>,
-    headers: &HeaderMap,
-) -> IpAddr {
-    let peer = connect.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    client_addr(peer, headers, &state.config.trusted_proxies)
-}
+pub use crate::http::request_client;
 
 /// `BRIGHTCHAT_RATE_AUTH`, per client address.
 pub async fn auth_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {

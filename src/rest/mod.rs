@@ -31,8 +31,7 @@ use utoipa_axum::routes;
 use crate::error::ServiceError;
 use crate::state::AppState;
 
-/// Largest request body accepted (CONTRACT.md: over 64 KiB is 413).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::http::MAX_BODY_BYTES;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -151,8 +150,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The whole HTTP application for `state`.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP application for `state`: the REST routes, `/openapi.json` and `more`
+/// (the GraphQL routes, which [`crate::build`] passes in), behind the shared layers.
+pub fn router(state: AppState, more: Router<AppState>) -> Router {
     let (public, signing_in, protected) = routes();
     let signing_in = signing_in.layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -171,7 +171,7 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = public.merge(signing_in).merge(protected).split_for_parts();
     let document: Arc<String> = Arc::new(openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
 
-    api.merge(crate::graphql::routes(&state))
+    api.merge(more)
         .route(
             "/openapi.json",
             axum::routing::get(move || {

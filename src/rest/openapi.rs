@@ -8,9 +8,16 @@
 //! - every write under `/api` (what rate limits and slow mode apply to: the sign-in routes
 //!   per address, every other write per member) lists 429 `RATE_LIMITED` with its
 //!   `Retry-After` header; reads never answer 429 and do not list it (CONTRACT.md: the
-//!   document lists every status a route can answer, 401 and 429 included).
+//!   document lists every status a route can answer, 401 and 429 included);
+//! - every operation taking a path or query parameter or a body lists 400
+//!   `VALIDATION_ERROR` (a malformed id in the path, a bad parameter, broken JSON: all 400,
+//!   never 422), and every one taking a body lists 413 `PAYLOAD_TOO_LARGE` (over
+//!   [`crate::http::MAX_BODY_BYTES`]);
+//! - every operation under `/api` lists 503 `SERVICE_UNAVAILABLE` with `Retry-After`: the server is
+//!   busy (database pool or a write lock over its bound), search is down, or the request ran
+//!   past the 30-second timeout.
 //!
-//! A status a handler already documents keeps its own description; a 429 without a
+//! A status a handler already documents keeps its own description; a 429 or 503 without a
 //! `Retry-After` header gets one.
 
 use utoipa::openapi::header::Header;
@@ -50,30 +57,68 @@ pub fn finish(doc: &mut OpenApi) {
                 .is_some_and(|requirements| !requirements.is_empty())
                 || TOKEN_ROUTES.contains(&path.as_str());
             if authenticated {
-                operation
-                    .responses
-                    .responses
-                    .entry("401".to_owned())
-                    .or_insert_with(|| error_response("Not authenticated: no valid bearer token"));
+                add(operation, "401", "Not authenticated: no valid bearer token");
             }
-            if write && path.starts_with("/api/") {
-                let entry = operation
-                    .responses
-                    .responses
-                    .entry("429".to_owned())
-                    .or_insert_with(|| {
-                        error_response(
-                            "RATE_LIMITED: over a rate limit; retry after Retry-After seconds",
-                        )
-                    });
-                if let RefOr::T(response) = entry {
-                    response
-                        .headers
-                        .entry("Retry-After".to_owned())
-                        .or_insert_with(|| RefOr::T(retry_after()));
-                }
+            let has_parameters = operation
+                .parameters
+                .as_ref()
+                .is_some_and(|parameters| !parameters.is_empty());
+            let has_body = operation.request_body.is_some();
+            if has_parameters || has_body {
+                add(
+                    operation,
+                    "400",
+                    "VALIDATION_ERROR: a malformed id, parameter or body",
+                );
             }
+            if has_body {
+                add(
+                    operation,
+                    "413",
+                    "PAYLOAD_TOO_LARGE: the body is over 64 KiB",
+                );
+            }
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            if write {
+                add_retry_after(add(
+                    operation,
+                    "429",
+                    "RATE_LIMITED: over a rate limit; retry after Retry-After seconds",
+                ));
+            }
+            add_retry_after(add(
+                operation,
+                "503",
+                "SERVICE_UNAVAILABLE: the server is busy or a dependency is down; retry after \
+                 Retry-After seconds",
+            ));
         }
+    }
+}
+
+/// Lists `status` on `operation` with the error envelope, unless the handler already
+/// documents it; returns the entry.
+fn add<'a>(
+    operation: &'a mut Operation,
+    status: &str,
+    description: &str,
+) -> &'a mut RefOr<Response> {
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| error_response(description))
+}
+
+/// Gives a 429 or 503 answer its `Retry-After` header.
+fn add_retry_after(entry: &mut RefOr<Response>) {
+    if let RefOr::T(response) = entry {
+        response
+            .headers
+            .entry("Retry-After".to_owned())
+            .or_insert_with(|| RefOr::T(retry_after()));
     }
 }
 

@@ -30,35 +30,11 @@ use crate::state::AppState;
 
 /// Close code: not signed in.
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
-/// Close code: too slow to keep up.
-pub const CLOSE_TOO_SLOW: u16 = 4008;
+pub use crate::http::{
+    CLOSE_TOO_BIG, CLOSE_TOO_SLOW, MAX_CLIENT_MESSAGE, TOO_BIG_REASON, close_for_read_error,
+};
 /// How long an unauthenticated connection may wait before its auth frame.
 const AUTH_WINDOW: Duration = Duration::from_secs(5);
-/// Largest client message (and frame) in bytes on a socket; the GraphQL socket uses the
-/// same. A client sending more is closed with [`CLOSE_TOO_BIG`].
-pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-/// Close code for a client message over [`MAX_CLIENT_MESSAGE`] (RFC 6455 1009, Message Too
-/// Big).
-pub const CLOSE_TOO_BIG: u16 = 1009;
-/// The close reason sent with [`CLOSE_TOO_BIG`].
-pub const TOO_BIG_REASON: &str = "message too big: at most 16384 bytes";
-
-/// The close frame owed to a client whose message could not be read, if one can still be
-/// sent: 1009 for a message or frame over [`MAX_CLIENT_MESSAGE`], 1007 for a text frame
-/// that is not UTF-8, 1002 for other protocol violations. `None` when the connection is
-/// gone (nothing can be sent).
-///
-/// The size limit is enforced by tungstenite as soon as a frame header announces too many
-/// bytes, so the server never buffers an oversized frame.
-pub fn close_for_read_error(err: &axum::Error) -> Option<(u16, &'static str)> {
-    let source = std::error::Error::source(err)?;
-    match source.downcast_ref::<tungstenite::Error>()? {
-        tungstenite::Error::Capacity(_) => Some((CLOSE_TOO_BIG, TOO_BIG_REASON)),
-        tungstenite::Error::Utf8(_) => Some((1007, "a text frame is not valid UTF-8")),
-        tungstenite::Error::Protocol(_) => Some((1002, "WebSocket protocol error")),
-        _ => None,
-    }
-}
 
 /// Query parameters of `GET /api/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -266,6 +242,77 @@ struct ContextFrame {
 /// The close owed to a socket whose token was revoked (sign-out) or has expired.
 const REVOKED: (u16, &str) = (CLOSE_UNAUTHORIZED, "the token was revoked or has expired");
 
+/// A client frame on `/api/events`, parsed (no I/O: the fuzz target drives this).
+#[derive(Debug)]
+pub enum ClientFrame {
+    /// `{"type":"ping"}`.
+    Ping,
+    /// `{"type":"typing_start"|"typing_stop","contextType","contextId"}`.
+    Typing {
+        start: bool,
+        context_type: ContextType,
+        context_id: Uuid,
+    },
+    /// `{"type":"presence","status"}`.
+    Presence(SetPresence),
+    /// `{"type":"auth",…}` on a socket already signed in: ignored.
+    Auth,
+    /// Anything else: answered with this error frame. `limited` when it claimed to be a
+    /// typing or presence frame, which spend the write limit valid or not.
+    Invalid { limited: bool, error: ServiceError },
+}
+
+impl ClientFrame {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Self {
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(_) => {
+                return Self::Invalid {
+                    limited: false,
+                    error: ServiceError::validation("frames must be JSON objects"),
+                };
+            }
+        };
+        let invalid = |kind: &str, err: serde_json::Error| Self::Invalid {
+            limited: true,
+            error: ServiceError::validation(format!("invalid {kind} frame: {err}")),
+        };
+        match value["type"].as_str() {
+            Some("ping") => Self::Ping,
+            Some(kind @ ("typing_start" | "typing_stop")) => {
+                match serde_json::from_value::<ContextFrame>(value.clone()) {
+                    Ok(frame) => Self::Typing {
+                        start: kind == "typing_start",
+                        context_type: frame.context_type,
+                        context_id: frame.context_id,
+                    },
+                    Err(err) => invalid(kind, err),
+                }
+            }
+            Some("presence") => match serde_json::from_value::<SetPresence>(value.clone()) {
+                Ok(input) => Self::Presence(input),
+                Err(err) => invalid("presence", err),
+            },
+            Some("auth") => Self::Auth,
+            _ => Self::Invalid {
+                limited: false,
+                error: ServiceError::validation(
+                    "unknown frame type; expected ping, typing_start, typing_stop or presence",
+                ),
+            },
+        }
+    }
+
+    /// Whether the frame spends the member's write limit (typing and presence frames).
+    pub fn spends_write_limit(&self) -> bool {
+        matches!(
+            self,
+            Self::Typing { .. } | Self::Presence(_) | Self::Invalid { limited: true, .. }
+        )
+    }
+}
+
 /// Handles one client frame; returns the reply, if any. Typing and presence frames first
 /// re-check the token (a signed-out token acts no more, even before the stream's periodic
 /// check closes the socket: `Err` with close code 4001), then spend the member's write
@@ -276,16 +323,8 @@ async fn client_frame(
     actor: &Actor,
     text: &str,
 ) -> Result<Option<Value>, (u16, &'static str)> {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(_) => {
-            return Ok(Some(error_frame(&ServiceError::validation(
-                "frames must be JSON objects",
-            ))));
-        }
-    };
-    let kind = value["type"].as_str();
-    if matches!(kind, Some("typing_start" | "typing_stop" | "presence")) {
+    let frame = ClientFrame::parse(text);
+    if frame.spends_write_limit() {
         match auth::still_valid(state, actor).await {
             Ok(true) => {}
             Ok(false) => return Err(REVOKED),
@@ -295,42 +334,23 @@ async fn client_frame(
     if let Err(err) = presence::active(state, actor.member_id).await {
         tracing::warn!(error = %err, "presence update failed");
     }
-    if matches!(kind, Some("typing_start" | "typing_stop" | "presence")) {
+    if frame.spends_write_limit() {
         let key = actor.member_id.to_string();
         let cluster = state.cluster.as_deref();
         if let Err(err) = state.limits.write.check(cluster, &key, 1).await {
             return Ok(Some(error_frame(&err)));
         }
     }
-    let result = match kind {
-        Some("ping") => return Ok(Some(json!({"type": "pong"}))),
-        Some(kind @ ("typing_start" | "typing_stop")) => {
-            match serde_json::from_value::<ContextFrame>(value.clone()) {
-                Ok(frame) => {
-                    typing::typing(
-                        state,
-                        actor,
-                        kind == "typing_start",
-                        frame.context_type,
-                        frame.context_id,
-                    )
-                    .await
-                }
-                Err(err) => Err(ServiceError::validation(format!(
-                    "invalid {kind} frame: {err}"
-                ))),
-            }
-        }
-        Some("presence") => match serde_json::from_value::<SetPresence>(value.clone()) {
-            Ok(input) => presence::set(state, actor, input).await.map(|_| ()),
-            Err(err) => Err(ServiceError::validation(format!(
-                "invalid presence frame: {err}"
-            ))),
-        },
-        Some("auth") => Ok(()),
-        _ => Err(ServiceError::validation(
-            "unknown frame type; expected ping, typing_start, typing_stop or presence",
-        )),
+    let result = match frame {
+        ClientFrame::Ping => return Ok(Some(json!({"type": "pong"}))),
+        ClientFrame::Typing {
+            start,
+            context_type,
+            context_id,
+        } => typing::typing(state, actor, start, context_type, context_id).await,
+        ClientFrame::Presence(input) => presence::set(state, actor, input).await.map(|_| ()),
+        ClientFrame::Auth => Ok(()),
+        ClientFrame::Invalid { error, .. } => Err(error),
     };
     Ok(result.err().map(|err| error_frame(&err)))
 }
@@ -348,4 +368,40 @@ fn error_frame(err: &ServiceError) -> Value {
         frame["error"]["retryAfter"] = json!(retry_after_secs);
     }
     frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientFrame;
+
+    #[test]
+    fn client_frames_parse_without_io() {
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"ping"}"#),
+            ClientFrame::Ping
+        ));
+        let typing = ClientFrame::parse(
+            r#"{"type":"typing_stop","contextType":"group","contextId":"01a232b7-ae11-7719-b7c4-2bb9dce01d03"}"#,
+        );
+        assert!(matches!(typing, ClientFrame::Typing { start: false, .. }));
+        assert!(typing.spends_write_limit());
+        // A broken typing frame still spends the limit; broken JSON and pings do not.
+        let broken = ClientFrame::parse(r#"{"type":"typing_start","contextId":"x"}"#);
+        assert!(matches!(broken, ClientFrame::Invalid { limited: true, .. }));
+        for text in [
+            "",
+            "[",
+            "null",
+            "{\"type\":7}",
+            "\u{0}",
+            r#"{"type":"ping"}"#,
+        ] {
+            let frame = ClientFrame::parse(text);
+            assert!(!frame.spends_write_limit(), "{text:?}");
+        }
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"presence","status":"dnd"}"#),
+            ClientFrame::Presence(_)
+        ));
+    }
 }

@@ -361,6 +361,30 @@ async fn openapi_document_is_complete_and_consistent() {
                 "{method} {path}: 429 without Retry-After"
             );
         }
+        // A malformed id, parameter or body is 400; a body over 64 KiB is 413; anything
+        // under /api can find the server busy (503 with Retry-After).
+        let takes_parameters = operation["parameters"]
+            .as_array()
+            .is_some_and(|parameters| !parameters.is_empty());
+        let takes_body = !operation["requestBody"].is_null();
+        if takes_parameters || takes_body {
+            assert!(
+                !responses["400"].is_null(),
+                "{method} {path} does not document 400"
+            );
+        }
+        if takes_body {
+            assert!(
+                !responses["413"].is_null(),
+                "{method} {path} does not document 413"
+            );
+        }
+        if path.starts_with("/api/") {
+            assert_eq!(
+                responses["503"]["headers"]["Retry-After"]["schema"]["type"], "integer",
+                "{method} {path} does not document 503 with Retry-After"
+            );
+        }
     }
 
     // Every documented operation is routed: the router's own 404 ("No such route") and 405

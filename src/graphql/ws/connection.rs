@@ -17,7 +17,7 @@ use crate::events::connections::{
 use crate::events::stream::TOKEN_RECHECK;
 use crate::graphql::http::with_codes;
 use crate::graphql::{BrightSchema, SnapshotPermits};
-use crate::rest::ws::CLOSE_TOO_SLOW;
+use crate::http::CLOSE_TOO_SLOW;
 use crate::service::{Actor, auth, presence};
 use crate::state::AppState;
 
@@ -117,7 +117,7 @@ impl Connection {
                     Some(Err(err)) => {
                         // The same answers as `/api/events`: 1009 over the size limit, 1007
                         // for bad UTF-8, 1002 for other protocol errors.
-                        return match crate::rest::ws::close_for_read_error(&err) {
+                        return match crate::http::close_for_read_error(&err) {
                             Some((code, reason)) => Err((code, reason.into())),
                             None => Ok(()),
                         };

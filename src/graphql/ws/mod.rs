@@ -33,7 +33,7 @@ use axum::response::Response;
 use super::BrightSchema;
 use super::http::refuse;
 use crate::error::ServiceError;
-use crate::rest::ws::MAX_CLIENT_MESSAGE;
+use crate::http::MAX_CLIENT_MESSAGE;
 use crate::state::AppState;
 
 /// How long a connection may take to send `connection_init`.
@@ -68,7 +68,7 @@ pub async fn subscriptions(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let client = crate::rest::limit::request_client(&state, connect.as_deref(), &headers);
+    let client = crate::http::request_client(&state, connect.as_deref(), &headers);
     let Ok(upgrade) = upgrade else {
         return refuse(&ServiceError::validation(
             "This route needs a WebSocket upgrade",

@@ -200,16 +200,30 @@ pub fn router(state: AppState, more: Router<AppState>) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
+        .layer(axum::middleware::from_fn(deadline))
         .layer(tower::util::option_layer(cors(&state.config.cors_origins)))
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             header::HeaderValue::from_static("nosniff"),
         ))
         .with_state(state)
+}
+
+/// How long a request may run before it is answered 503.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Answers a request still running after [`REQUEST_DEADLINE`] with the contract's 503
+/// envelope (`SERVICE_UNAVAILABLE`, `Retry-After`), as the OpenAPI document lists it, and
+/// drops its work. A WebSocket upgrade is answered at once; the socket is not timed.
+async fn deadline(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ServiceError::Unavailable(format!(
+            "The request took longer than {} s; retry shortly",
+            REQUEST_DEADLINE.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 /// CORS for browsers on the configured origins (CONTRACT.md "Operations"); none when

@@ -64,6 +64,9 @@ pub struct EventStream {
     /// `None` where the connection carrying the stream re-checks the token itself (a
     /// `/graphql/ws` connection checks once for all its subscriptions).
     recheck: Option<tokio::time::Interval>,
+    /// Sign-outs seen by this node, so a revoked token ends the stream at once rather than
+    /// at the next periodic check; `None` with `recheck`.
+    revocations: Option<auth::Revocations>,
     /// The newest event at the moment the stream opened.
     pub start_seq: i64,
     /// The resume point was older than the retention window, further back than the replay
@@ -99,6 +102,7 @@ impl EventStream {
             pending: snapshot.replay,
             last: snapshot.seq,
             recheck: Some(recheck),
+            revocations: Some(state.tokens.revocations()),
             start_seq: snapshot.seq,
             resync_required: snapshot.resync_required,
         })
@@ -107,6 +111,7 @@ impl EventStream {
     /// Leaves token re-checks to the connection that carries this stream.
     pub fn without_token_recheck(mut self) -> Self {
         self.recheck = None;
+        self.revocations = None;
         self
     }
 
@@ -169,6 +174,11 @@ impl EventStream {
                         return Err(StreamEnd::Unauthorized);
                     }
                 }
+                () = revoked(&mut self.revocations, &self.actor.token_hash) => {
+                    if !auth::still_valid(&self.state, &self.actor).await.unwrap_or(true) {
+                        return Err(StreamEnd::Unauthorized);
+                    }
+                }
                 received = self.live.recv() => match received {
                     Some(Delivery::One(event)) => self.batch.push_back(event),
                     Some(Delivery::Many(events)) => self.batch.extend(events),
@@ -193,6 +203,14 @@ pub fn check_resume(resume: Option<i64>) -> ServiceResult<()> {
 }
 
 /// The next tick of `interval`, or never.
+/// [`auth::maybe_revoked`] where the stream watches sign-outs itself; never otherwise.
+async fn revoked(revocations: &mut Option<auth::Revocations>, hash: &[u8; 32]) {
+    match revocations {
+        Some(revocations) => auth::maybe_revoked(revocations, hash).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
         Some(interval) => {

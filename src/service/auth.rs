@@ -30,21 +30,39 @@ const LOGIN_FAILED: &str = "Invalid credentials";
 /// Prefix of every token, so leaked tokens are easy to recognise.
 const TOKEN_PREFIX: &str = "bct_";
 
-/// Token hash → (member, token expiry, cached until).
+/// Token hash → (member, token expiry, cached until); and the sign-outs seen by this node,
+/// announced to its open sockets so they close at once.
 pub struct TokenCache {
     cache: quick_cache::sync::Cache<[u8; 32], (Uuid, i64, i64)>,
+    revoked: tokio::sync::broadcast::Sender<[u8; 32]>,
 }
+
+/// How many sign-outs a socket may fall behind on before it re-checks its token anyway.
+const REVOCATIONS_QUEUED: usize = 1024;
+
+/// A socket's view of the sign-outs seen by this node (see [`TokenCache::revocations`]).
+pub type Revocations = tokio::sync::broadcast::Receiver<[u8; 32]>;
 
 impl TokenCache {
     pub fn new() -> Self {
         Self {
             cache: quick_cache::sync::Cache::new(100_000),
+            revoked: tokio::sync::broadcast::channel(REVOCATIONS_QUEUED).0,
         }
     }
 
-    /// Forgets one token (revoked here or on another node).
+    /// Forgets one token (revoked here or on another node) and tells this node's open
+    /// sockets, so one signed in with it closes at once.
     pub fn evict(&self, hash: &[u8; 32]) {
         self.cache.remove(hash);
+        // No receiver (no open socket) is fine.
+        let _ = self.revoked.send(*hash);
+    }
+
+    /// The sign-outs this node sees from now on, for a long-lived connection to wait on
+    /// with [`maybe_revoked`].
+    pub fn revocations(&self) -> Revocations {
+        self.revoked.subscribe()
     }
 
     /// Forgets every token: revocations may have been missed.
@@ -173,6 +191,21 @@ pub async fn authenticate(state: &AppState, token: &str) -> ServiceResult<Actor>
     resolve(state, hash_token(token)).await
 }
 
+/// Resolves when the token `hash` may have been revoked: its sign-out was seen on this node
+/// (here, or from another node through Redis), or so many sign-outs came at once that some
+/// were missed. The caller then re-checks the token ([`still_valid`]). Cancel-safe.
+pub async fn maybe_revoked(revocations: &mut Revocations, hash: &[u8; 32]) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match revocations.recv().await {
+            Ok(revoked) if revoked == *hash => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
 /// Whether the token an actor signed in with is still valid (not revoked, not expired):
 /// long-lived connections ask this periodically.
 pub async fn still_valid(state: &AppState, actor: &Actor) -> ServiceResult<bool> {
@@ -222,7 +255,7 @@ pub async fn logout(state: &AppState, actor: &Actor) -> ServiceResult<Revoked> {
     auth_token::Entity::delete_by_id(actor.token_hash.to_vec())
         .exec(&state.db.write)
         .await?;
-    state.tokens.cache.remove(&actor.token_hash);
+    state.tokens.evict(&actor.token_hash);
     if let Some(cluster) = &state.cluster {
         // Other nodes evict it too; waits a bounded time for their acknowledgements.
         cluster.revoke(&actor.token_hash).await;

@@ -100,12 +100,21 @@ impl Connection {
         tokio::pin!(init_deadline);
         let mut recheck = tokio::time::interval(TOKEN_RECHECK);
         recheck.reset();
+        // Sign-outs seen by this node: the connection's own closes it at once.
+        let mut revocations = self.state.tokens.revocations();
+        let mut token_hash = [0u8; 32];
         loop {
+            if let Some(actor) = &self.actor {
+                token_hash = actor.token_hash;
+            }
             tokio::select! {
                 () = &mut init_deadline, if self.actor.is_none() => {
                     return Err((close::INIT_TIMEOUT, "Connection initialisation timeout".into()));
                 }
                 _ = recheck.tick(), if self.actor.is_some() => self.check_token().await?,
+                () = auth::maybe_revoked(&mut revocations, &token_hash), if self.actor.is_some() => {
+                    self.check_token().await?;
+                }
                 Some(output) = self.streams.next(), if !self.streams.is_empty() => {
                     self.deliver(output).await?;
                 }

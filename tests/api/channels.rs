@@ -94,14 +94,7 @@ async fn settings_update_only_given_fields_and_only_for_owners() {
     let bob = server.member("Bob").await;
     let id = server.channel(&ada, "general", "public", true).await;
     server.channel(&ada, "random", "public", true).await;
-    server
-        .post(
-            &format!("/api/channels/{id}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &id).await;
     server
         .put(
             &format!("/api/channels/{id}/roles/{}", bob.id),
@@ -485,14 +478,7 @@ async fn the_last_member_out_deletes_the_channel() {
     let ada = server.member("Ada").await;
     let bob = server.member("Bob").await;
     let id = server.channel(&ada, "brief", "public", true).await;
-    server
-        .post(
-            &format!("/api/channels/{id}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &id).await;
     server
         .post(
             &format!("/api/channels/{id}/leave"),
@@ -644,14 +630,7 @@ async fn a_mute_survives_a_restart() {
     let ada = server.member("Ada").await;
     let bob = server.member("Bob").await;
     let id = server.channel(&ada, "general", "public", true).await;
-    server
-        .post(
-            &format!("/api/channels/{id}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &id).await;
     server
         .post(
             &format!("/api/channels/{id}/mute/{}", bob.id),

@@ -614,6 +614,17 @@ impl TestServer {
         answer.data(201)["id"].as_str().expect("id").to_owned()
     }
 
+    /// `member` joins a public channel (200).
+    pub async fn join(&self, member: &TestMember, channel: &str) {
+        self.post(
+            &format!("/api/channels/{channel}/join"),
+            Some(&member.token),
+            json!({}),
+        )
+        .await
+        .data(200);
+    }
+
     /// Creates an invite as `by` and returns its token.
     pub async fn invite(&self, by: &TestMember, channel: &str, body: Value) -> String {
         let answer = self

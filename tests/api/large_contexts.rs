@@ -62,14 +62,7 @@ async fn a_channel_of_seven_thousand_members_rotates_its_key_on_join_and_leave()
     let people = crowd(&server, channel, 7_000).await;
 
     let newcomer = server.member("newcomer").await;
-    server
-        .post(
-            &format!("/api/channels/{id}/join"),
-            Some(&newcomer.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&newcomer, &id).await;
     // The newcomer holds the new epoch and reads what is sent under it.
     server.channel_message(&owner, &id, "welcome").await;
     let keys = member_keys(&server, &newcomer, &format!("/api/channels/{id}")).await;

@@ -57,14 +57,7 @@ async fn channel_with(
 ) -> String {
     let id = server.channel(owner, name, "public", true).await;
     for member in members {
-        server
-            .post(
-                &format!("/api/channels/{id}/join"),
-                Some(&member.token),
-                json!({}),
-            )
-            .await
-            .data(200);
+        server.join(member, &id).await;
     }
     id
 }

@@ -104,14 +104,7 @@ fn ms_from_now(time: &Value) -> i64 {
 
 async fn join(server: &TestServer, channel: &str, members: &[&TestMember]) {
     for m in members {
-        server
-            .post(
-                &format!("/api/channels/{channel}/join"),
-                Some(&m.token),
-                json!({}),
-            )
-            .await
-            .data(200);
+        server.join(m, channel).await;
     }
 }
 

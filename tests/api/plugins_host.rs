@@ -365,14 +365,7 @@ async fn flood_control_mutes_purges_and_alerts_moderators_over_rest() {
     let bob = server.member("bob").await;
     let id = server.channel(&ada, "busy", "public", true).await;
     for m in [&mo, &bob] {
-        server
-            .post(
-                &format!("/api/channels/{id}/join"),
-                Some(&m.token),
-                json!({}),
-            )
-            .await
-            .data(200);
+        server.join(m, &id).await;
     }
     server
         .put(

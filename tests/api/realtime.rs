@@ -291,14 +291,7 @@ async fn members_get_every_event_and_outsiders_nothing() {
 
     // Channels.
     let channel = server.channel(&ada, "general", "public", true).await;
-    server
-        .post(
-            &format!("/api/channels/{channel}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &channel).await;
     let joined = bob_ws.expect("communication:member_joined").await;
     assert_eq!(joined["contextType"], "channel");
     server
@@ -325,14 +318,7 @@ async fn members_get_every_event_and_outsiders_nothing() {
         bob_ws.expect("communication:member_left").await["data"],
         json!({"memberId": bob.id})
     );
-    server
-        .post(
-            &format!("/api/channels/{channel}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &channel).await;
     server
         .delete(&format!("/api/channels/{channel}"), Some(&ada.token))
         .await
@@ -395,14 +381,7 @@ async fn a_kicked_member_stops_receiving() {
     let ada = server.member("Ada").await;
     let bob = server.member("Bob").await;
     let channel = server.channel(&ada, "general", "public", true).await;
-    server
-        .post(
-            &format!("/api/channels/{channel}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &channel).await;
     let mut bob_ws = server.ws(&bob).await;
     server.channel_message(&ada, &channel, "before").await;
     bob_ws.expect("communication:message_sent").await;
@@ -594,14 +573,7 @@ async fn a_slow_client_is_cut_off_without_delaying_a_fast_one() {
     let slow = server.member("Slow").await;
     let channel = server.channel(&ada, "firehose", "public", true).await;
     for m in [&fast, &slow] {
-        server
-            .post(
-                &format!("/api/channels/{channel}/join"),
-                Some(&m.token),
-                json!({}),
-            )
-            .await
-            .data(200);
+        server.join(m, &channel).await;
     }
     let mut fast_ws = server.ws(&fast).await;
     // The slow client has a tiny receive buffer and never reads.

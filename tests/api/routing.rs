@@ -42,14 +42,7 @@ async fn a_channel_event_reaches_its_members_sockets_and_nobody_elses() {
     let cat = server.member("Cat").await;
     let channel = server.channel(&ada, "routed", "public", true).await;
     let other = server.channel(&cat, "elsewhere", "public", true).await;
-    server
-        .post(
-            &format!("/api/channels/{channel}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &channel).await;
     let mut bob_ws = server.ws(&bob).await;
     let mut bob_second = server.ws(&bob).await;
     let mut cat_ws = server.ws(&cat).await;
@@ -76,14 +69,7 @@ async fn a_channel_event_reaches_its_members_sockets_and_nobody_elses() {
         assert!(frames.iter().all(|f| f["contextId"] != other), "{frames:?}");
     }
     // A member who joins receives from its join on, on every socket it has open.
-    server
-        .post(
-            &format!("/api/channels/{other}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &other).await;
     bob_ws.expect("communication:member_joined").await;
     let later = server.channel_message(&cat, &other, "now for Bob").await;
     assert_eq!(
@@ -114,14 +100,7 @@ async fn a_socket_that_never_reads_is_told_it_lagged_and_a_normal_one_gets_every
     let slow = server.member("Slow").await;
     let channel = server.channel(&ada, "firehose", "public", true).await;
     for m in [&fast, &slow] {
-        server
-            .post(
-                &format!("/api/channels/{channel}/join"),
-                Some(&m.token),
-                json!({}),
-            )
-            .await
-            .data(200);
+        server.join(m, &channel).await;
     }
     let mut fast_ws = server.ws(&fast).await;
     let addr: std::net::SocketAddr = server
@@ -289,14 +268,7 @@ async fn presence_reaches_members_sharing_a_context_and_not_strangers() {
     let dan = server.member("Dan").await;
     server.group(&ada, "Pair", &[&bob]).await;
     let channel = server.channel(&cat, "open", "public", true).await;
-    server
-        .post(
-            &format!("/api/channels/{channel}/join"),
-            Some(&ada.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&ada, &channel).await;
     let mut bob_ws = server.ws(&bob).await;
     let mut cat_ws = server.ws(&cat).await;
     let mut dan_ws = server.ws(&dan).await;

@@ -101,14 +101,7 @@ async fn channel(server: &TestServer, history_visible: bool) -> Channel {
     let id = server
         .channel(&ada, "launchpad", "public", history_visible)
         .await;
-    server
-        .post(
-            &format!("/api/channels/{id}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &id).await;
     Channel { id, ada, bob }
 }
 

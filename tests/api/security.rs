@@ -150,14 +150,7 @@ async fn repeated_typing_starts_are_delivered_once_per_window() {
     let ada = server.member("Ada").await;
     let bob = server.member("Bob").await;
     let channel = server.channel(&ada, "typing", "public", true).await;
-    server
-        .post(
-            &format!("/api/channels/{channel}/join"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await
-        .data(200);
+    server.join(&bob, &channel).await;
     let mut ada_ws = server.ws(&ada).await;
     let mut bob_ws = server.ws(&bob).await;
     let kinds = ["communication:typing_start", "communication:typing_stop"];

@@ -229,8 +229,8 @@ fn pool_use(connection: &sea_orm::DatabaseConnection) -> Option<(u32, usize)> {
 /// Middleware (a route layer, so the route is known): counts and times every answer.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    // Both clones are cheap: a standard method is a tag, a matched path an `Arc<str>`.
-    let method = request.method().clone();
+    let method = method_label(request.method());
+    // Cheap: a matched path is an `Arc<str>`.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let status = match response.status().as_u16() {
@@ -241,7 +241,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         _ => "5xx",
     };
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let labels = [method.as_str(), route, status];
+    let labels = [method, route, status];
     let metrics = &state.metrics;
     metrics.http_requests.with_label_values(&labels).inc();
     metrics
@@ -249,6 +249,23 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .with_label_values(&labels)
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The `method` label: the standard methods by name, any other as `OTHER`. A client may send
+/// any token as a method (a matched path answers it 405), and each distinct label set is a
+/// series kept for the life of the process: labels a client chooses must be bounded.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// Serves `GET /metrics` on `listener` (the `BRIGHTCHAT_METRICS_BIND` address) until

@@ -75,6 +75,22 @@ async fn metrics_are_served_apart_and_count_what_happened() {
         .await
         .error(404, "NOT_FOUND");
 
+    // Made-up methods on a real route (answered 405) add no series: a client cannot grow
+    // the series without bound (405s match no route; any other method is labelled OTHER).
+    for n in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("BREW{n}").as_bytes()).expect("token");
+        let answer = server
+            .raw(
+                method,
+                "/api/members/me",
+                Some(&ada.token),
+                "application/json",
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(answer.status, 405);
+    }
+
     // The public listener has no /metrics.
     let public = server.get("/metrics", None).await;
     assert_eq!(public.status, 404);
@@ -111,6 +127,7 @@ async fn metrics_are_served_apart_and_count_what_happened() {
         "{text}"
     );
     assert!(!text.contains("00000000-0000-0000-0000-000000000000"));
+    assert!(!text.contains("BREW"), "{text}");
     let timed = value(
         &text,
         "brightchat_http_request_duration_seconds_count",
